@@ -1,0 +1,106 @@
+"""The estimator contract shared by streamgmm's mixtures, without importing scikit-learn.
+
+``__init__`` stores its arguments verbatim; ``get_params``/``set_params`` read them
+back from the signature, so ``sklearn.base.clone``, ``Pipeline`` and
+``GridSearchCV`` work on these estimators.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a method that needs a fitted model is called before ``fit``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+
+
+class EstimatorMixin:
+    """get_params / set_params / repr from the constructor's signature."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(
+            p.name for p in sig.parameters.values()
+            if p.name != "self" and p.kind != p.VAR_KEYWORD
+        )
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters of this estimator, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters; unknown names raise a ValueError naming them."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = []
+        for name, p in sig.parameters.items():
+            if name == "self" or not hasattr(self, name):
+                continue
+            value = getattr(self, name)
+            default = p.default
+            same = value is default or (
+                not isinstance(value, np.ndarray) and not isinstance(default, np.ndarray)
+                and value == default
+            )
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        # Called by scikit-learn only, so importing it here adds no runtime dependency.
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            transformer_tags=None,
+            regressor_tags=None,
+            classifier_tags=None,
+        )
+
+
+def check_array(X, name: str = "X", n_features: int | None = None) -> np.ndarray:
+    """X as a finite float64 array of shape (n_samples, n_features), or a clear error."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected a 2-D array of numbers ({exc})") from None
+    if arr.ndim == 1:
+        raise ValueError(
+            f"{name}: expected a 2-D array of shape (n_samples, n_features), got a 1-D array "
+            f"of shape {arr.shape}; use reshape(-1, 1) for one feature or reshape(1, -1) "
+            "for one sample"
+        )
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got {arr.ndim} dimensions")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one feature, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name}: expected finite values, got {arr[bad[0], bad[1]]} at row {bad[0]}, "
+            f"column {bad[1]}"
+        )
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name}: has {arr.shape[1]} features, but the model was fitted with "
+            f"{n_features} features"
+        )
+    return arr

@@ -1,0 +1,132 @@
+"""Model files: plain arrays in a .npz, read back with ``allow_pickle=False``.
+
+A file holds a format marker, a format version, the estimator's class name and
+constructor parameters (as JSON text stored in a uint8 array), the fitted
+parameters, and optional extras (for example the anomaly threshold written by
+``streamgmm fit``). Nothing in it is pickled, so loading a file never runs code.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "streamgmm-model"
+FORMAT_VERSION = 1
+
+_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+_SCALARS = ("converged_", "n_iter_", "lower_bound_")
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, truncated, foreign or of an unknown version."""
+
+
+def _json_array(obj) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def _read_json(arr: np.ndarray):
+    return json.loads(bytes(arr.astype(np.uint8)).decode())
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def save_model(model, path, **extra_arrays) -> None:
+    """Write a fitted GaussianMixture or OnlineGaussianMixture to ``path``.
+
+    ``extra_arrays`` are stored as ``extra_<name>`` (plain numeric arrays only).
+    """
+    model._check_fitted()
+    params = {k: _plain(v) for k, v in model.get_params().items()
+              if k != "random_state" or not isinstance(v, np.random.RandomState)}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class": type(model).__name__,
+        "params": params,
+        "scalars": {k: _plain(getattr(model, k)) for k in _SCALARS if hasattr(model, k)},
+    }
+    arrays = {"meta": _json_array(meta)}
+    arrays.update({name: np.asarray(getattr(model, name)) for name in _FITTED})
+    if hasattr(model, "_state_arrays"):
+        arrays.update(model._state_arrays())
+    for name, value in extra_arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise ValueError(f"extra array {name!r}: object arrays cannot be stored")
+        arrays[f"extra_{name}"] = arr
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    tmp.replace(path)
+
+
+def read_model_file(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a model file, or a ModelFileError saying what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: not a readable streamgmm model file (truncated or foreign: {exc})"
+        ) from None
+    if "meta" not in arrays:
+        raise ModelFileError(f"{path}: not a streamgmm model file (no 'meta' entry)")
+    try:
+        meta = _read_json(arrays.pop("meta"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: corrupt model metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a streamgmm model file (format marker missing)")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format version {version!r} is not supported "
+            f"(this streamgmm reads version {FORMAT_VERSION})"
+        )
+    missing = [name for name in _FITTED if name not in arrays]
+    if missing:
+        raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}")
+    return meta, arrays
+
+
+def load(path):
+    """Load a model written by ``save``: a GaussianMixture or OnlineGaussianMixture."""
+    from streamgmm.model.em import MixtureParams
+    from streamgmm.model.gmm import GaussianMixture
+
+    meta, arrays = read_model_file(path)
+    classes = {"GaussianMixture": GaussianMixture}
+    try:
+        from streamgmm.model.online import OnlineGaussianMixture
+
+        classes["OnlineGaussianMixture"] = OnlineGaussianMixture
+    except ImportError:  # pragma: no cover - online module always ships
+        pass
+    cls = classes.get(meta.get("class"))
+    if cls is None:
+        raise ModelFileError(f"{path}: unknown model class {meta.get('class')!r}")
+    valid = set(cls._param_names())
+    model = cls(**{k: v for k, v in meta["params"].items() if k in valid})
+    params = MixtureParams(model.covariance_type, *(arrays[name] for name in _FITTED))
+    model._set_params(params)
+    for name, value in meta.get("scalars", {}).items():
+        setattr(model, name, value)
+    if hasattr(model, "_load_state_arrays"):
+        model._load_state_arrays(arrays)
+    model.extras_ = {k[len("extra_"):]: v for k, v in arrays.items() if k.startswith("extra_")}
+    return model
