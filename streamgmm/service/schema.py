@@ -1,0 +1,578 @@
+"""The daemon's configuration schema: frozen dataclasses, one per YAML section.
+
+Every key the daemon reads is declared here once, with its type, default,
+bounds and a help string in the field's metadata. ``streamgmm.service.config``
+walks these declarations to validate a YAML document; nothing else in the
+code base knows the shape of the YAML.
+
+Field metadata keys (all optional except ``help``):
+
+``help``
+    What the key is for, shown by ``streamgmm check-config --schema``.
+``min``, ``max``, ``exclusive_min``, ``exclusive_max``
+    Range bounds for numbers (inclusive unless the ``exclusive_*`` flag is set).
+``min_items``
+    Smallest allowed length of a list.
+``secret``
+    The value is redacted in logs and in ``check-config`` output.
+
+A field without a default is required. Cross-field rules live in each
+section's ``check()`` method, which returns ``(key, message)`` pairs relative
+to that section; the validator calls it once the section itself is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# Keys of ``source.kafka.client_options`` whose values are redacted in logs.
+SECRET_WORDS = ("password", "secret", "token")
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    factory: Callable[[], Any] | None = None,
+    **bounds: Any,
+) -> Any:
+    """Declare a schema field with its help string and bounds.
+
+    Parameters
+    ----------
+    default : object, optional
+        Default value; leave it out (and ``factory`` too) to make the key required.
+    help : str
+        What the key is for.
+    factory : callable, optional
+        Builds a mutable default (a list, a dict or a nested section).
+    **bounds
+        ``min``, ``max``, ``exclusive_min``, ``exclusive_max``, ``min_items``, ``secret``.
+    """
+    metadata = {"help": help, **bounds}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- source
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """The Kafka connection, used by the Kafka source and by Kafka sinks."""
+
+    bootstrap_servers: str | list[str] | None = option(
+        None, help="Broker addresses, 'host:port' or a list of them (a comma-separated string too)."
+    )
+    topics: list[str] | None = option(
+        None, help="Topics to consume; set this or 'pattern', not both.", min_items=1
+    )
+    pattern: str | None = option(None, help="Regular expression of topics to subscribe to.")
+    group_id: str = option(
+        "streamgmm", help="Consumer group; replicas in one group share partitions."
+    )
+    client_id: str = option("streamgmm", help="Client id shown in broker logs and quotas.")
+    max_poll_records: int = option(
+        500, help="Most records one poll returns (one micro-batch).", min=1
+    )
+    poll_timeout_ms: int = option(
+        500, help="How long a poll waits for records; 0 would busy-loop.", min=1
+    )
+    session_timeout_ms: int = option(
+        10_000, help="The broker drops a consumer silent for this long.", min=1
+    )
+    heartbeat_interval_ms: int = option(
+        3_000, help="Heartbeat period; below a third of session_timeout_ms.", min=1
+    )
+    max_poll_interval_ms: int = option(
+        300_000, help="Longest allowed gap between polls before the group evicts us.", min=1
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = option(
+        "earliest", help="Where a group without committed offsets starts."
+    )
+    broker_timeout_s: float = option(
+        10.0,
+        help="The broker counts as unreachable after this long without an answer "
+        "(outage detection: readiness and the broker-up metric).",
+        min=0,
+        exclusive_min=True,
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = option(
+        "PLAINTEXT", help="Transport security."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        option(None, help="SASL mechanism; required with SASL_PLAINTEXT and SASL_SSL.")
+    )
+    sasl_plain_username: str | None = option(None, help="SASL user name.")
+    sasl_plain_password: str | None = option(
+        None, help="SASL password; pass it through an environment override.", secret=True
+    )
+    ssl_cafile: str | None = option(None, help="CA bundle that signs the brokers' certificates.")
+    ssl_certfile: str | None = option(None, help="Client certificate (mutual TLS).")
+    ssl_keyfile: str | None = option(None, help="Client private key (mutual TLS).")
+    ssl_password: str | None = option(
+        None, help="Password of ssl_keyfile; pass it through an environment override.", secret=True
+    )
+    client_options: dict[str, str | int | float | bool | list[str]] = option(
+        help="Further kafka-python settings passed through verbatim; keys containing "
+        "'password', 'secret' or 'token' are redacted in logs.",
+        factory=dict,
+    )
+
+    def check(self) -> list[tuple[str, str]]:
+        """Cross-field rules of the Kafka connection."""
+        problems = []
+        if self.topics is not None and self.pattern is not None:
+            problems.append(("pattern", "set 'topics' or 'pattern', not both"))
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            problems.append(
+                (
+                    "heartbeat_interval_ms",
+                    f"expected less than session_timeout_ms ({self.session_timeout_ms}), "
+                    f"got {self.heartbeat_interval_ms}",
+                )
+            )
+        if self.poll_timeout_ms >= self.max_poll_interval_ms:
+            problems.append(
+                (
+                    "poll_timeout_ms",
+                    f"expected less than max_poll_interval_ms ({self.max_poll_interval_ms}), "
+                    f"got {self.poll_timeout_ms}",
+                )
+            )
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            problems.append(
+                ("sasl_mechanism", f"required with security_protocol {self.security_protocol}")
+            )
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            for key in ("sasl_plain_username", "sasl_plain_password"):
+                if getattr(self, key) is None:
+                    hint = f" (pass it as STREAMGMM__SOURCE__KAFKA__{key.upper()})"
+                    problems.append(
+                        (
+                            key,
+                            f"required with sasl_mechanism {self.sasl_mechanism}"
+                            + (hint if key.endswith("password") else ""),
+                        )
+                    )
+        managed = {f.name for f in dataclasses.fields(self)} | {
+            "enable_auto_commit",
+            "key_deserializer",
+            "value_deserializer",
+        }
+        for key in self.client_options:
+            if key in managed:
+                problems.append(
+                    (
+                        f"client_options.{key}",
+                        "managed by streamgmm; set the dedicated key instead"
+                        if key in {f.name for f in dataclasses.fields(self)}
+                        else "managed by streamgmm and cannot be overridden",
+                    )
+                )
+        return problems
+
+
+@dataclass(frozen=True)
+class FileSourceConfig:
+    """A file of events (``source.type: file``); ``format`` also applies to stdin."""
+
+    path: str | None = option(None, help="File to read; required with source.type file.")
+    format: Literal["jsonl", "csv"] = option(
+        "jsonl", help="One JSON object per line, or CSV with a header line."
+    )
+    follow: bool = option(False, help="Keep reading as the file grows, like 'tail -f'.")
+    poll_interval_s: float = option(
+        0.5, help="How often a followed file is checked for new lines.", min=0, exclusive_min=True
+    )
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """The embedded synthetic card-transaction stream (``source.type: generate``)."""
+
+    n_events: int = option(100_000, help="Events to generate; 0 runs until stopped.", min=0)
+    seed: int = option(0, help="Seed of the generator; the same seed gives the same stream.")
+    events_per_second: float = option(
+        0.0, help="Rate limit; 0 generates as fast as the loop consumes.", min=0
+    )
+    fraud_rate: float = option(
+        0.01,
+        help="Share of fraudulent transactions in the stream.",
+        min=0,
+        max=1,
+        exclusive_max=True,
+    )
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where events come from."""
+
+    type: Literal["kafka", "file", "stdin", "generate"] = option(
+        help="kafka, file, stdin, or generate (the synthetic card stream, no Kafka needed)."
+    )
+    kafka: KafkaConfig = option(help="Kafka connection settings.", factory=KafkaConfig)
+    file: FileSourceConfig = option(help="File source settings.", factory=FileSourceConfig)
+    generate: GenerateConfig = option(help="Synthetic stream settings.", factory=GenerateConfig)
+    batch_size: int = option(
+        500, help="Events per micro-batch for the file, stdin and generate sources.", min=1
+    )
+
+    def check(self) -> list[tuple[str, str]]:
+        """A Kafka source needs brokers and topics; a file source needs a path."""
+        problems = []
+        if self.type == "kafka":
+            if self.kafka.bootstrap_servers in (None, "", []):
+                problems.append(("kafka.bootstrap_servers", "required with source.type kafka"))
+            if self.kafka.topics is None and self.kafka.pattern is None:
+                problems.append(("kafka.topics", "required with source.type kafka (or 'pattern')"))
+        if self.type == "file" and not self.file.path:
+            problems.append(("file.path", "required with source.type file"))
+        return problems
+
+
+# ------------------------------------------------------------------------- features
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Parameters of the ``scale`` transform: (x - center) / scale."""
+
+    center: float = option(0.0, help="Subtracted first (a typical value, e.g. the median).")
+    scale: float = option(
+        1.0, help="Divided by next (a typical spread).", min=0, exclusive_min=True
+    )
+
+
+TRANSFORMS = ("none", "log1p", "scale", "cyclic", "onehot")
+
+
+@dataclass(frozen=True)
+class FeatureField:
+    """One input field of an event and how it becomes feature columns."""
+
+    name: str = option(help="Feature name; prefixes the column names after expansion.")
+    path: str | None = option(
+        None, help="Dotted path of the field in the event (e.g. 'merchant.mcc'); default: name."
+    )
+    transform: Literal["none", "log1p", "scale", "cyclic", "onehot"] = option(
+        "none",
+        help="none; log1p (log(1 + x), x > -1); scale ((x - center) / scale); "
+        "cyclic (sin and cos of 2 pi x / period); onehot (one column per vocabulary "
+        "entry plus 'other').",
+    )
+    scale: ScaleConfig | None = option(None, help="center and scale, for transform 'scale'.")
+    period: float | None = option(
+        None,
+        help="Period, for transform 'cyclic' (24 for an hour, 7 for a weekday).",
+        min=0,
+        exclusive_min=True,
+    )
+    vocabulary: list[str] | None = option(
+        None,
+        help="Known categories, for transform 'onehot'; anything else is 'other'.",
+        min_items=1,
+    )
+    default: float | str | None = option(
+        None,
+        help="Value used when the field is absent or null; without it such an event is "
+        "a decode error (reason missing_field).",
+    )
+
+    @property
+    def source_path(self) -> str:
+        """The dotted path read from the event."""
+        return self.path or self.name
+
+    def check(self) -> list[tuple[str, str]]:
+        """Each transform's parameters are present, and only with that transform."""
+        problems = []
+        needs = {"scale": "scale", "cyclic": "period", "onehot": "vocabulary"}
+        for transform, key in needs.items():
+            present = getattr(self, key) is not None
+            if self.transform == transform and not present:
+                problems.append((key, f"required with transform {transform}"))
+            if self.transform != transform and present:
+                problems.append((key, f"only used with transform {transform}"))
+        if self.vocabulary is not None:
+            if len(set(self.vocabulary)) != len(self.vocabulary):
+                problems.append(("vocabulary", "expected distinct entries"))
+            if "other" in self.vocabulary:
+                problems.append(("vocabulary", "'other' is reserved for unknown categories"))
+        if self.default is not None:
+            if self.transform == "onehot" and not isinstance(self.default, str):
+                problems.append(("default", f"expected a string, got {self.default!r}"))
+            if self.transform != "onehot" and isinstance(self.default, str):
+                problems.append(("default", f'expected a number, got "{self.default}"'))
+        return problems
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """How an event becomes a feature vector."""
+
+    fields: list[FeatureField] = option(help="The input fields, in column order.", min_items=1)
+    key: str | None = option(
+        None, help="Dotted path of the event's id, carried into alerts (default: the Kafka key)."
+    )
+    event_time: str | None = option(
+        None, help="Dotted path of the event time (default: the record's timestamp)."
+    )
+    event_time_format: Literal["epoch_ms", "epoch_s", "iso8601"] = option(
+        "epoch_ms", help="How event_time is written."
+    )
+    max_message_bytes: int = option(
+        1_048_576, help="Larger messages are dead-lettered (reason too_large).", min=1
+    )
+
+    def check(self) -> list[tuple[str, str]]:
+        """Feature names are distinct."""
+        seen: set[str] = set()
+        problems = []
+        for i, field in enumerate(self.fields):
+            if field.name in seen:
+                problems.append((f"fields[{i}].name", f"duplicate feature name {field.name!r}"))
+            seen.add(field.name)
+        return problems
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature columns after expansion (cyclic gives 2, onehot |vocabulary| + 1)."""
+        widths = {"cyclic": lambda f: 2, "onehot": lambda f: len(f.vocabulary or ()) + 1}
+        return sum(widths.get(f.transform, lambda f: 1)(f) for f in self.fields)
+
+
+# ------------------------------------------------------------------------- detector
+
+
+@dataclass(frozen=True)
+class SelectKConfig:
+    """Choice of the number of components by BIC at refit time."""
+
+    enabled: bool = option(False, help="Pick n_components in [min, max] by BIC at each refit.")
+    min: int = option(2, help="Fewest components tried.", min=1)
+    max: int = option(8, help="Most components tried.", min=1)
+
+    def check(self) -> list[tuple[str, str]]:
+        """min <= max."""
+        if self.min > self.max:
+            return [("min", f"expected at most max ({self.max}), got {self.min}")]
+        return []
+
+
+@dataclass(frozen=True)
+class RefitConfig:
+    """Periodic batch refit of the window, against outlier bias."""
+
+    enabled: bool = option(True, help="Refit in the background at all.")
+    every_events: int = option(5_000, help="Refit after this many events; 0 = off.", min=0)
+    every_seconds: float = option(0.0, help="Refit after this many seconds; 0 = off.", min=0)
+    n_init: int = option(2, help="Fresh restarts beside the warm start.", min=1)
+    select_k: SelectKConfig = option(help="Choice of n_components by BIC.", factory=SelectKConfig)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The mixture and the anomaly threshold."""
+
+    n_components: int = option(4, help="Gaussian components in the mixture.", min=1)
+    covariance_type: Literal["full", "tied", "diag", "spherical"] = option(
+        "full", help="Covariance form, as in scikit-learn."
+    )
+    contamination: float = option(
+        0.02,
+        help="Share of events flagged: the threshold is this percentile of recent scores.",
+        min=0,
+        max=0.5,
+        exclusive_min=True,
+        exclusive_max=True,
+    )
+    window: int = option(5_000, help="Events in the rolling threshold and refit window.", min=1)
+    warmup: int = option(
+        1_000, help="Events buffered and batch-fitted before the first score.", min=1
+    )
+    mode: Literal["anomaly", "novelty"] = option(
+        "anomaly",
+        help="anomaly: learn from the stream scored; novelty: fit on a clean reference "
+        "(model_path or the warm-up) and only score.",
+    )
+    model_path: str | None = option(
+        None,
+        help="A model file trained offline: the novelty reference, or a start without warm-up.",
+    )
+    learn_from_anomalies: bool = option(
+        False,
+        help="Let flagged events into the online update (off: a fraud burst cannot "
+        "teach the model that fraud is normal).",
+    )
+    random_state: int | None = option(None, help="Seed for initialisation; set it to reproduce.")
+    top_features: int = option(
+        3,
+        help="Features named in each alert's explanation (at most the number of columns).",
+        min=0,
+    )
+    refit: RefitConfig = option(help="Periodic refit.", factory=RefitConfig)
+
+    def check(self) -> list[tuple[str, str]]:
+        """The warm-up fits in the window and has at least one event per component."""
+        problems = []
+        if self.warmup > self.window:
+            problems.append(
+                ("warmup", f"expected at most window ({self.window}), got {self.warmup}")
+            )
+        if self.warmup < self.n_components:
+            problems.append(
+                (
+                    "warmup",
+                    f"expected at least n_components ({self.n_components}), got {self.warmup}",
+                )
+            )
+        return problems
+
+
+# ---------------------------------------------------------------------------- sinks
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Where alerts go."""
+
+    sink: Literal["kafka", "stdout", "file", "none"] = option(
+        "stdout", help="kafka (a topic), stdout, file (JSON lines) or none."
+    )
+    topic: str | None = option(None, help="Alerts topic; required with sink kafka.")
+    path: str | None = option(None, help="Alerts file; required with sink file.")
+    include_features: bool = option(True, help="Copy the event's feature vector into each alert.")
+
+    def check(self) -> list[tuple[str, str]]:
+        """A Kafka sink needs a topic, a file sink a path."""
+        return _sink_rules(self.sink, self.topic, self.path)
+
+
+@dataclass(frozen=True)
+class DeadLetterConfig:
+    """Where undecodable messages go, with the reason."""
+
+    sink: Literal["kafka", "file", "stdout", "none"] = option(
+        "stdout", help="kafka (a topic), file (JSON lines), stdout or none (counted only)."
+    )
+    topic: str | None = option(None, help="Dead-letter topic; required with sink kafka.")
+    path: str | None = option(None, help="Dead-letter file; required with sink file.")
+
+    def check(self) -> list[tuple[str, str]]:
+        """A Kafka sink needs a topic, a file sink a path."""
+        return _sink_rules(self.sink, self.topic, self.path)
+
+
+def _sink_rules(sink: str, topic: str | None, path: str | None) -> list[tuple[str, str]]:
+    if sink == "kafka" and not topic:
+        return [("topic", "required with sink kafka")]
+    if sink == "file" and not path:
+        return [("path", "required with sink file")]
+    return []
+
+
+# ---------------------------------------------------------------------- operations
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Model and offset checkpoints."""
+
+    dir: str | None = option(None, help="Checkpoint directory; unset = no checkpoints.")
+    interval_s: float = option(30.0, help="Seconds between checkpoints.", min=0, exclusive_min=True)
+    keep: int = option(3, help="Checkpoints kept (older ones are deleted).", min=1)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The HTTP server for /metrics, /healthz and /readyz."""
+
+    enabled: bool = option(True, help="Serve metrics and health endpoints.")
+    host: str = option("0.0.0.0", help="Address to listen on.")
+    port: int = option(9108, help="Port to listen on (0 picks a free one).", min=0, max=65535)
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Liveness."""
+
+    stall_timeout_s: float = option(
+        60.0,
+        help="/healthz fails when the loop has not iterated for this long.",
+        min=0,
+        exclusive_min=True,
+    )
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Log output."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = option("INFO", help="Log level.")
+    format: Literal["text", "json"] = option("text", help="Plain text, or one JSON object a line.")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """A record of every processed event id."""
+
+    path: str | None = option(
+        None, help="File where the loop appends every processed event id (tests, audits)."
+    )
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    """Graceful shutdown."""
+
+    timeout_s: float = option(
+        20.0,
+        help="Budget to finish the batch, flush, commit, checkpoint and close; keep "
+        "it under the container's grace period (Kubernetes: 30 s).",
+        min=0,
+        exclusive_min=True,
+    )
+
+
+# --------------------------------------------------------------------------- root
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole daemon configuration."""
+
+    source: SourceConfig = option(help="Where events come from.")
+    features: FeaturesConfig = option(help="How an event becomes a feature vector.")
+    detector: DetectorConfig = option(help="The mixture and threshold.", factory=DetectorConfig)
+    alerts: AlertsConfig = option(help="Where alerts go.", factory=AlertsConfig)
+    dead_letter: DeadLetterConfig = option(
+        help="Where undecodable messages go.", factory=DeadLetterConfig
+    )
+    checkpoint: CheckpointConfig = option(help="Checkpoints.", factory=CheckpointConfig)
+    metrics: MetricsConfig = option(help="Metrics and health server.", factory=MetricsConfig)
+    health: HealthConfig = option(help="Liveness.", factory=HealthConfig)
+    logging: LoggingConfig = option(help="Log output.", factory=LoggingConfig)
+    audit: AuditConfig = option(help="Processed-event audit file.", factory=AuditConfig)
+    shutdown: ShutdownConfig = option(help="Graceful shutdown.", factory=ShutdownConfig)
+
+    def check(self) -> list[tuple[str, str]]:
+        """Rules that span sections."""
+        problems = []
+        for section in ("alerts", "dead_letter"):
+            if getattr(self, section).sink == "kafka" and not self.source.kafka.bootstrap_servers:
+                problems.append(
+                    ("source.kafka.bootstrap_servers", f"required with {section}.sink kafka")
+                )
+        return problems
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as plain data with secrets replaced, for logs."""
+        from streamgmm.service.config import redacted
+
+        return redacted(self)
