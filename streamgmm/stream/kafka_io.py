@@ -1,0 +1,581 @@
+"""Kafka source and sinks for the consumer loop (kafka-python 3.x).
+
+:class:`KafkaSource` wraps a group-managed ``KafkaConsumer`` with auto-commit
+off and raw bytes, and turns each poll into a flat list of
+:class:`~streamgmm.stream.records.Record`. :class:`KafkaSink` wraps a
+``KafkaProducer`` and keeps the future of every send, because ``flush()``
+does not raise for records that failed: only their futures say so.
+
+What kafka-python 3.x does that shapes this module:
+
+- Rebalance listeners run on the client's IO thread, the same thread that
+  sends heartbeats. A blocking call from there (``commit()``, ``committed()``,
+  ``end_offsets()``) raises ``RuntimeError``, and anything slow delays
+  heartbeats. The listener here only queues the event; the user's
+  ``on_assign`` / ``on_revoke`` run on the polling thread right after
+  ``poll()`` returns, where seeking and committing are allowed.
+- ``KafkaConsumer`` and ``KafkaProducer`` connect in their constructors and
+  raise ``KafkaTimeoutError`` after ``bootstrap_timeout_ms`` when no broker
+  answers.
+- An idempotent producer (the 3.x default) was seen to stop delivering for
+  good after a delivery timeout; the sink turns idempotence off unless the
+  caller asks for it. Alerts carry deterministic ids, so a retried duplicate
+  is harmless downstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaConsumer,
+    KafkaProducer,
+    OffsetAndMetadata,
+    TopicPartition,
+)
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from streamgmm.stream.records import Header, Record
+
+log = logging.getLogger(__name__)
+
+#: (topic, partition): how partitions are named outside this module.
+TP = tuple[str, int]
+PartitionCallback = Callable[[list[TP]], None]
+
+_SECRET_WORDS = ("password", "secret", "token", "key")
+_REDACTED = "***"
+
+# Options the source sets itself: overriding them would break at-least-once
+# delivery (auto-commit) or the raw-bytes contract (deserializers).
+_CONSUMER_RESERVED = frozenset({
+    "bootstrap_servers", "group_id", "enable_auto_commit", "key_deserializer",
+    "value_deserializer", "max_poll_records",
+})
+_PRODUCER_RESERVED = frozenset({"bootstrap_servers", "key_serializer", "value_serializer"})
+
+#: Producer defaults: acknowledged by all replicas, bounded delivery time, no
+#: idempotence (see the module docstring).
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": False,
+    "linger_ms": 5,
+    "request_timeout_ms": 10_000,
+    "delivery_timeout_ms": 30_000,
+    "max_block_ms": 10_000,
+}
+
+
+def redact_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Copy client options with secrets masked, for logs and error messages.
+
+    A value is masked when its option name contains ``password``, ``secret``,
+    ``token`` or ``key`` (``sasl_plain_password``, ``ssl_keyfile``,
+    ``sasl_oauth_token_provider``...). ``None`` stays ``None`` so a log still
+    shows which options were left unset.
+
+    Examples
+    --------
+    >>> redact_options({"sasl_plain_username": "u", "sasl_plain_password": "p"})
+    {'sasl_plain_username': 'u', 'sasl_plain_password': '***'}
+    """
+    out: dict[str, Any] = {}
+    for name, value in (options or {}).items():
+        secret = any(word in name.lower() for word in _SECRET_WORDS)
+        out[name] = _REDACTED if secret and value is not None else value
+    return out
+
+
+def _check_options(
+    options: Mapping[str, Any], known: Iterable[str], reserved: frozenset[str], what: str
+) -> None:
+    """Reject options kafka-python does not know or that streamgmm sets itself."""
+    known = set(known)
+    for name in options:
+        if name in reserved:
+            raise ValueError(
+                f"client_options.{name}: set by streamgmm for the {what}; remove it"
+            )
+        if name not in known:
+            raise ValueError(
+                f"client_options.{name}: not a kafka-python {what} option "
+                f"(expected one of the KafkaConsumer/KafkaProducer settings)"
+            )
+
+
+def flatten_records(
+    polled: Mapping[Any, Iterable[Any]], skip: Iterable[TP] = ()
+) -> list[Record]:
+    """Turn ``poll()``'s ``{TopicPartition: [ConsumerRecord]}`` into one list.
+
+    Partitions come in (topic, partition) order and records in offset order
+    within each, so a batch is reproducible whatever order the fetches
+    completed in.
+
+    Parameters
+    ----------
+    polled : mapping of TopicPartition to list of ConsumerRecord
+        What ``KafkaConsumer.poll`` returned.
+    skip : iterable of (topic, partition)
+        Partitions whose records must be dropped (they were seeked after the
+        fetch, so these records are not at the position the caller wants).
+
+    Returns
+    -------
+    list of Record
+    """
+    skipped = set(skip)
+    out: list[Record] = []
+    for tp in sorted(polled, key=lambda tp: (tp[0], tp[1])):
+        if (tp[0], tp[1]) in skipped:
+            continue
+        out.extend(
+            Record(r.topic, r.partition, r.offset, r.key, r.value,
+                   r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None,
+                   r.headers if r.headers is not None else ())
+            for r in polled[tp]
+        )
+    return out
+
+
+class _QueueingListener(ConsumerRebalanceListener):
+    """Rebalance listener that only records what happened.
+
+    It runs on kafka-python's IO thread, where a blocking broker call raises
+    and a slow one starves heartbeats; :meth:`KafkaSource.poll` replays the
+    events on the polling thread.
+    """
+
+    def __init__(self, events: deque[tuple[str, list[TP]]]) -> None:
+        self._events = events
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._events.append(("revoke", sorted((tp.topic, tp.partition) for tp in revoked)))
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._events.append(("assign", sorted((tp.topic, tp.partition) for tp in assigned)))
+
+    def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        # Lost partitions were taken by the group already: for the loop this
+        # is a revocation whose offsets can no longer be committed.
+        self._events.append(("revoke", sorted((tp.topic, tp.partition) for tp in lost)))
+
+
+class KafkaSource:
+    """Group-managed Kafka consumer that yields raw :class:`Record` batches.
+
+    Parameters
+    ----------
+    bootstrap_servers : str or list of str
+        ``host:port`` of one or more brokers.
+    group_id : str
+        Consumer group; partitions are spread over its members.
+    topics : list of str, optional
+        Topics to subscribe to. Exactly one of ``topics`` and ``pattern``.
+    pattern : str, optional
+        Regular expression of topics to subscribe to.
+    client_options : dict, optional
+        Further kafka-python consumer settings (SASL/SSL, timeouts,
+        ``auto_offset_reset``...), passed through. Never logged unredacted.
+    max_poll_records : int
+        Upper bound on the records one :meth:`poll` returns; bounds the work
+        per poll well under ``max_poll_interval_ms``.
+    on_assign, on_revoke : callable, optional
+        Called with a sorted list of (topic, partition) on the polling thread,
+        inside :meth:`poll`, after a rebalance. ``on_assign`` may call
+        :meth:`seek` (e.g. to a checkpoint's offsets); ``on_revoke`` should
+        only drop per-partition state. Both may commit, since they no longer
+        run on the IO thread, but the partitions in ``on_revoke`` already
+        belong to the group again.
+    reachability_window_s : float
+        :meth:`broker_reachable` is true while some broker connection has
+        delivered bytes within this many seconds. Keep it above the heartbeat
+        interval and ``fetch_max_wait_ms``.
+    commit_timeout_s : float
+        Upper bound on one :meth:`commit`.
+
+    Raises
+    ------
+    ValueError
+        A client option is unknown to kafka-python or set by streamgmm.
+    kafka.errors.KafkaTimeoutError
+        No broker answered within ``bootstrap_timeout_ms`` (the consumer
+        connects in its constructor).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        group_id: str,
+        topics: list[str] | None = None,
+        pattern: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        max_poll_records: int = 500,
+        on_assign: PartitionCallback | None = None,
+        on_revoke: PartitionCallback | None = None,
+        reachability_window_s: float = 15.0,
+        commit_timeout_s: float = 10.0,
+    ) -> None:
+        if (topics is None) == (pattern is None):
+            raise ValueError(
+                f"topics / pattern: expected exactly one, got topics={topics!r}, "
+                f"pattern={pattern!r}"
+            )
+        options = dict(client_options or {})
+        _check_options(options, KafkaConsumer.DEFAULT_CONFIG, _CONSUMER_RESERVED, "consumer")
+        options.setdefault("auto_offset_reset", "earliest")
+        log.info(
+            "kafka source: servers=%s group=%s topics=%s pattern=%s options=%s",
+            bootstrap_servers, group_id, topics, pattern, redact_options(options),
+        )
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            max_poll_records=max_poll_records,
+            **options,
+        )
+        self._max_poll_records = max_poll_records
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._reachability_window_s = reachability_window_s
+        self._commit_timeout_ms = int(commit_timeout_s * 1000)
+        self._events: deque[tuple[str, list[TP]]] = deque()
+        self._positions: dict[TP, int] = {}
+        self._pending_seeks: dict[TP, int] = {}
+        self._seeked_since_fetch: set[TP] = set()
+        self.commit_failures = 0
+        self.commit_skipped_partitions = 0
+        listener = _QueueingListener(self._events)
+        if topics is not None:
+            self._consumer.subscribe(topics=list(topics), listener=listener)
+        else:
+            self._consumer.subscribe(pattern=pattern, listener=listener)
+
+    # -- reading -------------------------------------------------------------
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        """Fetch the next batch, flattened; run rebalance callbacks first.
+
+        Returns an empty list when nothing arrived within ``timeout_s`` (also
+        while the broker is unreachable: the consumer retries by itself).
+        Records of a partition that ``on_assign`` seeked are dropped from this
+        batch; the next poll reads them from the new position.
+        """
+        polled = self._consumer.poll(
+            timeout_ms=max(0, int(timeout_s * 1000)), max_records=self._max_poll_records
+        )
+        self._seeked_since_fetch = set()
+        self._dispatch_events()
+        records = flatten_records(polled, skip=self._seeked_since_fetch)
+        for r in records:
+            self._positions[(r.topic, r.partition)] = r.offset + 1
+        return records
+
+    def _dispatch_events(self) -> None:
+        """Replay queued rebalance events on this (the polling) thread."""
+        while self._events:
+            kind, partitions = self._events.popleft()
+            if not partitions:
+                continue
+            if kind == "revoke":
+                log.info("partitions revoked: %s", partitions)
+                for tp in partitions:
+                    self._positions.pop(tp, None)
+                if self._on_revoke is not None:
+                    self._on_revoke(partitions)
+            else:
+                log.info("partitions assigned: %s", partitions)
+                for tp in partitions:
+                    if tp in self._pending_seeks:
+                        self.seek(tp[0], tp[1], self._pending_seeks.pop(tp))
+                if self._on_assign is not None:
+                    self._on_assign(partitions)
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Read ``(topic, partition)`` from ``offset`` on.
+
+        A partition not assigned now is remembered and sought when it is
+        assigned (before ``on_assign`` runs, which may override it).
+        """
+        tp = (topic, partition)
+        if tp not in self.assignment():
+            self._pending_seeks[tp] = offset
+            return
+        self._consumer.seek(TopicPartition(topic, partition), offset)
+        self._positions[tp] = offset
+        self._seeked_since_fetch.add(tp)
+
+    def assignment(self) -> set[TP]:
+        """The partitions this member owns now."""
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    # -- committing ----------------------------------------------------------
+
+    def commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit next-to-read offsets for the partitions still assigned.
+
+        Parameters
+        ----------
+        offsets : mapping of (topic, partition) to int
+            The offset to resume from, i.e. last processed offset + 1.
+
+        Returns
+        -------
+        bool
+            True if every assigned partition's offset was committed. A
+            failure (rebalance under way, timeout, broker gone) is logged and
+            counted in ``commit_failures``; the batch will be redone
+            (at-least-once). Partitions no longer assigned are left out and
+            counted in ``commit_skipped_partitions``.
+        """
+        assigned = self.assignment()
+        to_commit = {
+            TopicPartition(t, p): OffsetAndMetadata(off, "", -1)
+            for (t, p), off in offsets.items()
+            if (t, p) in assigned
+        }
+        skipped = len(offsets) - len(to_commit)
+        if skipped:
+            self.commit_skipped_partitions += skipped
+            log.info("commit: %d partition(s) no longer assigned, not committed", skipped)
+        if not to_commit:
+            return True
+        try:
+            self._consumer.commit(offsets=to_commit, timeout_ms=self._commit_timeout_ms)
+        except KafkaError as exc:
+            self.commit_failures += 1
+            log.warning("commit of %d partition(s) failed: %s: %s",
+                        len(to_commit), type(exc).__name__, exc)
+            return False
+        return True
+
+    def committed(self, topic: str, partition: int, timeout_s: float = 10.0) -> int | None:
+        """The group's committed offset for a partition (a broker round trip)."""
+        return self._consumer.committed(
+            TopicPartition(topic, partition), timeout_ms=int(timeout_s * 1000)
+        )
+
+    # -- observing -----------------------------------------------------------
+
+    def end_offsets(
+        self, partitions: Iterable[TP] | None = None, timeout_s: float = 10.0
+    ) -> dict[TP, int]:
+        """Next offset to be written per partition (a broker round trip).
+
+        Defaults to the assigned partitions. For per-batch lag use
+        :meth:`lag`, which needs no round trip.
+        """
+        tps = [TopicPartition(t, p) for t, p in (partitions or self.assignment())]
+        if not tps:
+            return {}
+        ends = self._consumer.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+
+    def lag(self) -> dict[TP, int]:
+        """Records behind the high watermark, per assigned partition.
+
+        Uses the high watermark that each fetch response carries, so it costs
+        no broker call. Partitions not fetched yet are absent.
+        """
+        out: dict[TP, int] = {}
+        for tp in self._consumer.assignment():
+            key = (tp.topic, tp.partition)
+            high = self._consumer.highwater(tp)
+            pos = self._positions.get(key)
+            if pos is None:
+                pos = self._fetch_position(tp)
+            if high is not None and pos is not None:
+                out[key] = max(0, high - pos)
+        return out
+
+    def _fetch_position(self, tp: TopicPartition) -> int | None:
+        # KafkaConsumer.position() may block on a broker call; the
+        # subscription state holds the same number without one.
+        try:
+            position = self._consumer._subscription.assignment[tp].position
+        except (AttributeError, KeyError):
+            return None
+        return None if position is None else position.offset
+
+    def broker_reachable(self) -> bool:
+        """True while some broker connection has answered recently.
+
+        Cheap enough for every readiness probe: it reads when bytes last
+        arrived on the consumer's connections (fetch responses every
+        ``fetch_max_wait_ms`` while polling, heartbeats otherwise) and makes
+        no call of its own. A stopped or partitioned broker leaves sockets
+        open but silent, which a plain "connected" check would miss.
+        """
+        last = self._last_broker_read()
+        return last is not None and time.monotonic() - last <= self._reachability_window_s
+
+    def _last_broker_read(self) -> float | None:
+        # kafka-python 3.x keeps its connections in the network manager; read
+        # the time of the last received bytes from each live transport.
+        try:
+            conns = list(self._consumer._manager._conns.values())
+        except AttributeError:
+            return None
+        reads = [
+            c.transport.last_read for c in conns
+            if getattr(c, "connected", False) and getattr(c, "transport", None) is not None
+        ]
+        return max(reads) if reads else None
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Leave the group and close connections within ``timeout_s``.
+
+        Does not commit: the loop commits explicitly before closing. The
+        revocation that closing causes is passed to ``on_revoke``.
+        """
+        try:
+            self._consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            log.warning("closing the consumer: %s: %s", type(exc).__name__, exc)
+        self._dispatch_events()
+
+
+class KafkaSink:
+    """Producer side of one topic that can tell which sends were delivered.
+
+    Parameters
+    ----------
+    bootstrap_servers : str or list of str, optional
+        Brokers; unused when ``producer`` is given.
+    topic : str
+        Where :meth:`send` writes.
+    client_options : dict, optional
+        Further kafka-python producer settings, over :data:`PRODUCER_DEFAULTS`.
+    producer : KafkaProducer, optional
+        An existing producer to share (e.g. between the alert and dead-letter
+        sinks, see :meth:`sibling`). A shared producer is closed by the sink
+        that created it, not by its siblings.
+
+    Examples
+    --------
+    >>> sink = KafkaSink("127.0.0.1:9092", "alerts")  # doctest: +SKIP
+    >>> dlq = sink.sibling("alerts-dlq")               # doctest: +SKIP
+    >>> sink.send(b'{"id": "tx/0/41"}', key=b"tx/0/41")  # doctest: +SKIP
+    >>> n_ok, errors = sink.flush_and_verify(10.0)      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str] | None,
+        topic: str,
+        client_options: Mapping[str, Any] | None = None,
+        producer: KafkaProducer | None = None,
+    ) -> None:
+        self.topic = topic
+        self._owns_producer = producer is None
+        if producer is None:
+            if bootstrap_servers is None:
+                raise ValueError("bootstrap_servers: expected brokers when no producer is given")
+            producer = make_producer(bootstrap_servers, client_options)
+        self._producer = producer
+        self._futures: list[Any] = []
+        self._send_errors: list[str] = []
+
+    def sibling(self, topic: str) -> KafkaSink:
+        """A sink on another topic that shares this sink's producer."""
+        return KafkaSink(None, topic, producer=self._producer)
+
+    def send(
+        self, value: bytes, key: bytes | None = None, headers: list[Header] | None = None
+    ) -> None:
+        """Queue one record; its outcome is known after :meth:`flush_and_verify`."""
+        try:
+            future = self._producer.send(self.topic, value=value, key=key, headers=headers)
+        except KafkaError as exc:
+            # send() raises itself when metadata or buffer space is not to be
+            # had within max_block_ms.
+            self._send_errors.append(f"{self.topic}: {type(exc).__name__}: {exc}")
+            return
+        self._futures.append(future)
+
+    @property
+    def pending(self) -> int:
+        """Records sent since the last :meth:`flush_and_verify`."""
+        return len(self._futures) + len(self._send_errors)
+
+    def flush_and_verify(self, timeout_s: float) -> tuple[int, list[str]]:
+        """Flush and check every record sent since the last call.
+
+        Returns
+        -------
+        n_ok : int
+            Records the broker acknowledged.
+        errors : list of str
+            One message per record that failed or was not acknowledged within
+            ``timeout_s``. Commit offsets only when this is empty.
+        """
+        futures, self._futures = self._futures, []
+        errors, self._send_errors = self._send_errors, []
+        # A flush that times out leaves futures pending; they are reported below.
+        with contextlib.suppress(KafkaTimeoutError):
+            self._producer.flush(timeout=timeout_s)
+        n_ok = 0
+        for future in futures:
+            if not future.is_done:
+                errors.append(f"{self.topic}: not acknowledged within {timeout_s:g}s")
+            elif future.failed():
+                exc = future.exception
+                errors.append(f"{self.topic}: {type(exc).__name__}: {exc}")
+            else:
+                n_ok += 1
+        if errors:
+            log.warning("%s: %d of %d record(s) not delivered; first: %s",
+                        self.topic, len(errors), len(futures), errors[0])
+        return n_ok, errors
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued within ``timeout_s``, then close the producer.
+
+        Records still undelivered then are dropped (and logged). A sink that
+        shares another sink's producer leaves it open.
+        """
+        if self._owns_producer:
+            close_producer(self._producer, timeout_s)
+
+
+def make_producer(
+    bootstrap_servers: str | list[str], client_options: Mapping[str, Any] | None = None
+) -> KafkaProducer:
+    """Build a raw-bytes producer with :data:`PRODUCER_DEFAULTS` under ``client_options``."""
+    options = dict(client_options or {})
+    _check_options(options, KafkaProducer.DEFAULT_CONFIG, _PRODUCER_RESERVED, "producer")
+    config = {**PRODUCER_DEFAULTS, **options}
+    log.info("kafka producer: servers=%s options=%s", bootstrap_servers, redact_options(config))
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    """Close a producer in bounded time even when records are still queued.
+
+    ``KafkaProducer.close(timeout)`` flushes first and raises
+    ``KafkaTimeoutError`` if that flush times out, leaving the producer open
+    (and its exit hook raising again later). Here the sender is then told to
+    drop what is queued, which fails those futures, and the close completes.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except KafkaTimeoutError:
+        log.warning("producer: records still undelivered after %gs; dropping them", timeout_s)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(max(timeout_s, 1.0))
+    try:
+        producer.close(timeout=0)
+    except KafkaTimeoutError:
+        log.warning("producer: could not be closed cleanly; its sender thread is a daemon")

@@ -1,0 +1,142 @@
+"""Unit tests of the Kafka I/O helpers that need no broker."""
+
+from __future__ import annotations
+
+import pytest
+from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from streamgmm.stream.kafka_io import (
+    KafkaSink,
+    KafkaSource,
+    _QueueingListener,
+    flatten_records,
+    make_producer,
+    redact_options,
+)
+from streamgmm.stream.records import Record
+
+
+def consumer_record(topic: str, partition: int, offset: int, *, timestamp: int = 1000,
+                    key: bytes | None = None, headers: list | None = None) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic, partition, 0, offset, timestamp, 0, key, f"v{offset}".encode(),
+        headers if headers is not None else [], None, -1, 2, -1,
+    )
+
+
+def test_redact_masks_every_secret_kind_and_keeps_the_rest():
+    options = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": "fraud-team",
+        "sasl_plain_password": "hunter2",
+        "ssl_password": "p",
+        "ssl_keyfile": "/etc/key.pem",
+        "sasl_oauth_token_provider": object(),
+        "client_secret": "s",
+        "ssl_cafile": None,
+    }
+    out = redact_options(options)
+    assert out["security_protocol"] == "SASL_SSL"
+    assert out["sasl_plain_username"] == "fraud-team"
+    for name in ("sasl_plain_password", "ssl_password", "ssl_keyfile",
+                 "sasl_oauth_token_provider", "client_secret"):
+        assert out[name] == "***", name
+    assert out["ssl_cafile"] is None
+    assert "hunter2" not in repr(out)
+    assert options["sasl_plain_password"] == "hunter2", "the input must not be changed"
+
+
+def test_redact_handles_none():
+    assert redact_options(None) == {}
+
+
+def test_secrets_never_reach_the_log(caplog):
+    caplog.set_level("DEBUG", logger="streamgmm.stream.kafka_io")
+    with pytest.raises(ValueError):
+        # Rejected before connecting, but after logging nothing secret.
+        KafkaSource("127.0.0.1:1", "g", topics=["t"],
+                    client_options={"sasl_plain_password": "hunter2", "enable_auto_commit": True})
+    assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["enable_auto_commit", "value_deserializer", "group_id"])
+def test_source_rejects_options_it_sets_itself(name):
+    with pytest.raises(ValueError, match=f"client_options.{name}: set by streamgmm"):
+        KafkaSource("127.0.0.1:1", "g", topics=["t"], client_options={name: None})
+
+
+def test_source_rejects_unknown_option_by_name():
+    with pytest.raises(ValueError, match="client_options.sasl_pasword: not a kafka-python"):
+        KafkaSource("127.0.0.1:1", "g", topics=["t"], client_options={"sasl_pasword": "x"})
+
+
+def test_source_needs_exactly_one_of_topics_and_pattern():
+    with pytest.raises(ValueError, match="topics / pattern"):
+        KafkaSource("127.0.0.1:1", "g")
+    with pytest.raises(ValueError, match="topics / pattern"):
+        KafkaSource("127.0.0.1:1", "g", topics=["a"], pattern="a.*")
+
+
+def test_producer_rejects_serializers():
+    with pytest.raises(ValueError, match="client_options.value_serializer"):
+        make_producer("127.0.0.1:1", {"value_serializer": str.encode})
+
+
+def test_sink_needs_brokers_or_a_producer():
+    with pytest.raises(ValueError, match="bootstrap_servers"):
+        KafkaSink(None, "alerts")
+
+
+def test_flatten_orders_partitions_and_keeps_offsets_in_order():
+    polled = {
+        TopicPartition("b", 0): [consumer_record("b", 0, 7)],
+        TopicPartition("a", 2): [consumer_record("a", 2, 3), consumer_record("a", 2, 4)],
+        TopicPartition("a", 0): [consumer_record("a", 0, 10, key=b"k",
+                                                 headers=[("src", b"x")])],
+    }
+    out = flatten_records(polled)
+    assert [r.position for r in out] == [("a", 0, 10), ("a", 2, 3), ("a", 2, 4), ("b", 0, 7)]
+    first = out[0]
+    assert isinstance(first, Record)
+    assert (first.key, first.value, first.timestamp_ms) == (b"k", b"v10", 1000)
+    assert list(first.headers) == [("src", b"x")]
+
+
+def test_flatten_skips_seeked_partitions_and_unknown_timestamps():
+    polled = {
+        TopicPartition("a", 0): [consumer_record("a", 0, 0, timestamp=-1)],
+        TopicPartition("a", 1): [consumer_record("a", 1, 0)],
+    }
+    out = flatten_records(polled, skip=[("a", 1)])
+    assert [r.position for r in out] == [("a", 0, 0)]
+    assert out[0].timestamp_ms is None
+
+
+def test_flatten_of_an_empty_poll_is_empty():
+    assert flatten_records({}) == []
+
+
+def test_record_defaults_and_positions():
+    r = Record("tx.csv", 0, 12, None, b"1,2")
+    assert r.headers == ()
+    assert r.timestamp_ms is None
+    assert r.position == ("tx.csv", 0, 12)
+    assert r.next_offset == 13
+
+
+def test_listener_only_queues_events_as_plain_tuples():
+    from collections import deque
+
+    events: deque = deque()
+    listener = _QueueingListener(events)
+    listener.on_partitions_assigned({TopicPartition("t", 1), TopicPartition("t", 0)})
+    listener.on_partitions_lost({TopicPartition("t", 1)})
+    listener.on_partitions_revoked(set())
+    assert list(events) == [
+        ("assign", [("t", 0), ("t", 1)]),
+        ("revoke", [("t", 1)]),
+        ("revoke", []),
+    ]
+    assert all(type(tp) is tuple for _, tps in events for tp in tps)
