@@ -22,14 +22,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-#: Reason codes of undecodable messages; ``other`` catches any code not listed,
-#: so a new reason in the decoder can never explode the label set.
+#: Reason codes of undecodable messages (those of ``streamgmm.stream.decode.REASONS``;
+#: the loop passes that tuple). ``other`` catches any code not listed, so a new
+#: reason in the decoder can never grow the label set unnoticed.
 DEFAULT_DECODE_REASONS: tuple[str, ...] = (
-    "invalid_json",
-    "not_an_object",
+    "too_large",
+    "bad_json",
+    "bad_csv",
+    "wrong_type",
     "missing_field",
-    "invalid_number",
+    "not_a_number",
     "non_finite",
+    "transform",
     "other",
 )
 REFIT_OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "failed")

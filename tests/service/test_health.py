@@ -147,7 +147,7 @@ def test_http_metrics_endpoint(server):
     assert headers["Content-Type"].startswith("text/plain")
     text = body.decode()
     assert "streamgmm_events_consumed_total 4.0" in text
-    assert 'streamgmm_decode_errors_total{reason="invalid_json"} 0.0' in text
+    assert 'streamgmm_decode_errors_total{reason="bad_json"} 0.0' in text
 
 
 def test_http_probes(server):

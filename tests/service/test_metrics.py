@@ -82,6 +82,14 @@ def test_labelled_children_exist_at_zero():
     assert build["version"] == __version__
 
 
+def test_default_reasons_cover_the_decoder():
+    decode = pytest.importorskip("streamgmm.stream.decode")
+    reg = CollectorRegistry()
+    Metrics(reg)
+    for reason in decode.REASONS:
+        assert sample(reg, "streamgmm_decode_errors_total", reason=reason) == 0.0, reason
+
+
 def test_a_fresh_registry_twice_works_and_the_same_one_twice_fails():
     a, b = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
     a.events_consumed.inc(3)
