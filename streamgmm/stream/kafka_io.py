@@ -54,10 +54,16 @@ _REDACTED = "***"
 
 # Options the source sets itself: overriding them would break at-least-once
 # delivery (auto-commit) or the raw-bytes contract (deserializers).
-_CONSUMER_RESERVED = frozenset({
-    "bootstrap_servers", "group_id", "enable_auto_commit", "key_deserializer",
-    "value_deserializer", "max_poll_records",
-})
+_CONSUMER_RESERVED = frozenset(
+    {
+        "bootstrap_servers",
+        "group_id",
+        "enable_auto_commit",
+        "key_deserializer",
+        "value_deserializer",
+        "max_poll_records",
+    }
+)
 _PRODUCER_RESERVED = frozenset({"bootstrap_servers", "key_serializer", "value_serializer"})
 
 #: Producer defaults: acknowledged by all replicas, bounded delivery time, no
@@ -99,9 +105,7 @@ def _check_options(
     known = set(known)
     for name in options:
         if name in reserved:
-            raise ValueError(
-                f"client_options.{name}: set by streamgmm for the {what}; remove it"
-            )
+            raise ValueError(f"client_options.{name}: set by streamgmm for the {what}; remove it")
         if name not in known:
             raise ValueError(
                 f"client_options.{name}: not a kafka-python {what} option "
@@ -109,9 +113,7 @@ def _check_options(
             )
 
 
-def flatten_records(
-    polled: Mapping[Any, Iterable[Any]], skip: Iterable[TP] = ()
-) -> list[Record]:
+def flatten_records(polled: Mapping[Any, Iterable[Any]], skip: Iterable[TP] = ()) -> list[Record]:
     """Turn ``poll()``'s ``{TopicPartition: [ConsumerRecord]}`` into one list.
 
     Partitions come in (topic, partition) order and records in offset order
@@ -136,9 +138,15 @@ def flatten_records(
         if (tp[0], tp[1]) in skipped:
             continue
         out.extend(
-            Record(r.topic, r.partition, r.offset, r.key, r.value,
-                   r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None,
-                   r.headers if r.headers is not None else ())
+            Record(
+                r.topic,
+                r.partition,
+                r.offset,
+                r.key,
+                r.value,
+                r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None,
+                r.headers if r.headers is not None else (),
+            )
             for r in polled[tp]
         )
     return out
@@ -232,7 +240,11 @@ class KafkaSource:
         options.setdefault("auto_offset_reset", "earliest")
         log.info(
             "kafka source: servers=%s group=%s topics=%s pattern=%s options=%s",
-            bootstrap_servers, group_id, topics, pattern, redact_options(options),
+            bootstrap_servers,
+            group_id,
+            topics,
+            pattern,
+            redact_options(options),
         )
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
@@ -351,8 +363,9 @@ class KafkaSource:
             self._consumer.commit(offsets=to_commit, timeout_ms=self._commit_timeout_ms)
         except KafkaError as exc:
             self.commit_failures += 1
-            log.warning("commit of %d partition(s) failed: %s: %s",
-                        len(to_commit), type(exc).__name__, exc)
+            log.warning(
+                "commit of %d partition(s) failed: %s: %s", len(to_commit), type(exc).__name__, exc
+            )
             return False
         return True
 
@@ -424,7 +437,8 @@ class KafkaSource:
         except AttributeError:
             return None
         reads = [
-            c.transport.last_read for c in conns
+            c.transport.last_read
+            for c in conns
             if getattr(c, "connected", False) and getattr(c, "transport", None) is not None
         ]
         return max(reads) if reads else None
@@ -533,8 +547,13 @@ class KafkaSink:
             else:
                 n_ok += 1
         if errors:
-            log.warning("%s: %d of %d record(s) not delivered; first: %s",
-                        self.topic, len(errors), len(futures), errors[0])
+            log.warning(
+                "%s: %d of %d record(s) not delivered; first: %s",
+                self.topic,
+                len(errors),
+                len(futures),
+                errors[0],
+            )
         return n_ok, errors
 
     def close(self, timeout_s: float = 10.0) -> None:
