@@ -42,28 +42,23 @@ def check_covariance_type(covariance_type: str) -> str:
 
 def precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
     """Upper-triangular precision factors of ``covariances`` (shapes in the module doc)."""
-    if covariance_type == "full":
-        k, d, _ = covariances.shape
-        out = np.empty_like(covariances)
-        eye = np.eye(d)
-        for c in range(k):
-            out[c] = _inverse_cholesky_t(covariances[c], eye)
-        return out
-    if covariance_type == "tied":
-        return _inverse_cholesky_t(covariances, np.eye(covariances.shape[0]))
+    if covariance_type in ("full", "tied"):
+        return _inverse_cholesky_t(covariances)
     if np.any(~(covariances > 0.0)):
         raise ValueError(SINGULAR_MESSAGE)
     return 1.0 / np.sqrt(covariances)
 
 
-def _inverse_cholesky_t(cov: np.ndarray, eye: np.ndarray) -> np.ndarray:
+def _inverse_cholesky_t(cov: np.ndarray) -> np.ndarray:
+    """``inv(cholesky(cov)).T`` for one matrix or a stack, batched in one LAPACK sweep."""
     try:
-        chol = linalg.cholesky(cov, lower=True, check_finite=False)
-    except linalg.LinAlgError:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
         raise ValueError(SINGULAR_MESSAGE) from None
     if not np.all(np.isfinite(chol)):
         raise ValueError(SINGULAR_MESSAGE)
-    return linalg.solve_triangular(chol, eye, lower=True, check_finite=False).T
+    eye = np.broadcast_to(np.eye(cov.shape[-1]), cov.shape)
+    return np.swapaxes(np.tril(np.linalg.solve(chol, eye)), -1, -2)
 
 
 def precision_cholesky_from_precisions(
