@@ -92,7 +92,7 @@ class FittedMixtureMixin:
         d = self.means_.shape[1]
         t = self.covariance_type
         parts = []
-        for c, (mean, count) in enumerate(zip(self.means_, counts)):
+        for c, (mean, count) in enumerate(zip(self.means_, counts, strict=True)):
             if t == "full":
                 parts.append(rng.multivariate_normal(mean, self.covariances_[c], int(count)))
             elif t == "tied":

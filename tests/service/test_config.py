@@ -50,7 +50,7 @@ def with_(data: dict, section: str, **values) -> dict:
 def test_shipped_examples_validate(name):
     config = load_config(ROOT / "config" / name, env=FRAUD_ENV)
     assert isinstance(config, Config)
-    assert config.features.n_features == 17
+    assert config.features.n_features == 18
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -403,7 +403,7 @@ def test_fingerprint_stable_and_sensitive():
     )
     assert (
         config_fingerprint(kafka.features)
-        == "cfb7105c029d" + config_fingerprint(kafka.features)[12:]
+        == "ce059335005e" + config_fingerprint(kafka.features)[12:]
     )  # pinned prefix: the hash must not drift between releases
 
 
