@@ -117,8 +117,8 @@ def from_dict(
 ) -> Any:
     """Validate plain data (as YAML gives it) into an instance of a schema dataclass.
 
-    ``from_dict(Config, doc)`` checks a whole document; ``from_dict(FeaturesConfig,
-    {...})`` one section (environment overrides apply to whole documents only).
+    ``from_dict(Config, doc)`` checks a whole document, ``from_dict(FeaturesConfig,
+    {...})`` one section; ``env`` overrides are read relative to ``cls``.
 
     Raises
     ------
@@ -134,7 +134,7 @@ def _validate(
     validator = _Validator()
     validator.problems.extend(problems)
     if env:
-        data = validator.apply_env(data, env)
+        data = validator.apply_env(data, env, cls)
     value = validator.convert(data, cls, "", {})
     if validator.problems or value is _INVALID:
         raise ConfigError(validator.problems, origin)
@@ -299,18 +299,18 @@ class _Validator:
 
     # ----------------------------------------------------------- environment overrides
 
-    def apply_env(self, data: Any, env: Mapping[str, str]) -> Any:
-        """``data`` with every ``STREAMGMM__...`` variable of ``env`` applied."""
+    def apply_env(self, data: Any, env: Mapping[str, str], root: type = Config) -> Any:
+        """``data`` (a ``root`` document) with every ``STREAMGMM__...`` variable applied."""
         data = {} if data is None else copy.deepcopy(data)
         if not isinstance(data, dict):
             return data  # the validator reports the document's type
         for var in sorted(env):
             if var.upper().startswith(ENV_PREFIX):
-                self._apply_one(data, var, env[var])
+                self._apply_one(data, var, env[var], root)
         return data
 
-    def _apply_one(self, data: dict, var: str, text: str) -> None:
-        keys, hint = [], Config
+    def _apply_one(self, data: dict, var: str, text: str, root: type) -> None:
+        keys, hint = [], root
         for part in var[len(ENV_PREFIX) :].split("__"):
             hint = _unwrap_optional(hint)
             where = ".".join(keys) or "the top level"

@@ -447,3 +447,10 @@ def test_check_config_default_and_schema(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "detector.contamination (float; default 0.02): " in out
     assert "source.type ('kafka' | 'file' | 'stdin' | 'generate'; required)" in out
+
+
+def test_env_overrides_are_relative_to_the_validated_class():
+    features = from_dict(
+        FeaturesConfig, {"fields": [{"name": "a"}]}, env={"STREAMGMM__MAX_MESSAGE_BYTES": "10"}
+    )
+    assert features.max_message_bytes == 10
