@@ -9,9 +9,10 @@ once, each naming the dotted key, the offending value and what was expected::
     detector.contamination: expected a number in (0, 0.5), got 2
     detector.n_componets: unknown key; did you mean 'n_components'?
 
-Why not pydantic: the schema is small, the validator is about 150 lines of
-plain Python, and a daemon that runs in containers is better off without a
-large runtime dependency (and its major-version migrations) for it. The
+Why not pydantic: the schema is small, the validator (environment overrides
+included) is about 250 lines of plain Python, and a daemon that runs in
+containers is better off without a large runtime dependency (and its
+major-version migrations) for it. The
 dataclasses stay plain, frozen and importable anywhere.
 
 Environment overrides: ``STREAMGMM__SECTION__KEY=value`` sets ``section.key``
