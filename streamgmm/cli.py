@@ -10,6 +10,8 @@ import sys
 # sub-command(s) and sets ``func`` (taking the parsed args, returning an exit code).
 COMMAND_MODULES = [
     "streamgmm.commands.fit_score",
+    "streamgmm.commands.check_config",
+    "streamgmm.commands.generate",
 ]
 
 
@@ -33,7 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (e.g. piped into ``head``): not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

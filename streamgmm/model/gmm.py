@@ -190,7 +190,7 @@ class GaussianMixture(FittedMixtureMixin, EstimatorMixin):
             else:
                 start, lower = self._get_params(), self.lower_bound_
             result = run_em(X, start, self.reg_covar, self.tol, self.max_iter, lower, sw,
-                            self._verbose_hook())
+                            self._iteration_hook(init))
             if self.max_iter == 0:
                 result.n_iter = 0
             if best is None or result.lower_bound > best.lower_bound:
@@ -209,13 +209,17 @@ class GaussianMixture(FittedMixtureMixin, EstimatorMixin):
         self.lower_bounds_ = best.lower_bounds
         return self.predict(X)
 
-    def _verbose_hook(self):
-        if not self.verbose:
+    def _iteration_hook(self, init: int):
+        # ``_progress`` (init, n_iter, change) is set by the CLI for its progress line.
+        progress = getattr(self, "_progress", None)
+        if not self.verbose and progress is None:
             return None
 
         def hook(n_iter: int, change: float) -> None:
-            if n_iter % self.verbose_interval == 0:
+            if self.verbose and n_iter % self.verbose_interval == 0:
                 print(f"  Iteration {n_iter}\t change: {change:.6g}")
+            if progress is not None:
+                progress(init, n_iter, change)
 
         return hook
 
