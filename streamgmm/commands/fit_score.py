@@ -133,8 +133,10 @@ class _Progress:
 
     def __call__(self, init: int, n_iter: int, change: float) -> None:
         if self.enabled:
+            change = change if np.isfinite(change) else 0.0
+            elapsed = time.perf_counter() - self.start
             sys.stderr.write(f"\r  init {init + 1}: iteration {n_iter:>4}  "
-                             f"change {change if np.isfinite(change) else 0:+.3e}  {time.perf_counter() - self.start:6.1f}s")
+                             f"change {change:+.3e}  {elapsed:6.1f}s")
             sys.stderr.flush()
 
     def done(self) -> None:
@@ -195,21 +197,24 @@ def run_score(args) -> int:
         print(f"streamgmm score: {exc}", file=sys.stderr)
         return 2
     labels = model.predict(X)
-    out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")
-    try:
-        writer = csv.writer(out)
-        header = ["row", "log_density", "label"] + (["is_anomaly"] if threshold is not None else [])
-        writer.writerow(header)
-        for i, (s, lab) in enumerate(zip(scores, labels, strict=True)):
-            row = [i, f"{s:.6f}", int(lab)]
-            if threshold is not None:
-                row.append(int(s < threshold))
-            writer.writerow(row)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    if args.output == "-":
+        _write_scores(sys.stdout, scores, labels, threshold)
+    else:
+        with open(args.output, "w", newline="") as out:
+            _write_scores(out, scores, labels, threshold)
     if threshold is not None:
         n_flag = int((scores < threshold).sum())
         print(f"threshold {threshold:.4f} (training {100 * args.contamination:g}th percentile): "
               f"{n_flag} of {len(scores)} rows flagged", file=sys.stderr)
     return 0
+
+
+def _write_scores(out, scores, labels, threshold) -> None:
+    writer = csv.writer(out)
+    header = ["row", "log_density", "label"] + (["is_anomaly"] if threshold is not None else [])
+    writer.writerow(header)
+    for i, (s, lab) in enumerate(zip(scores, labels, strict=True)):
+        row = [i, f"{s:.6f}", int(lab)]
+        if threshold is not None:
+            row.append(int(s < threshold))
+        writer.writerow(row)

@@ -43,7 +43,6 @@ def test_fit_writes_a_model_that_scores_like_the_library(data, tmp_path, fmt):
     assert res.returncode == 0, res.stderr
     assert "fitted 2 components" in res.stderr
     model = load(out)
-    X = np.load(data / "train.npz")["X"]
     assert sorted(np.round(model.means_[:, 0])) == [0.0, 6.0]
     assert "score_percentiles" in model.extras_
 
