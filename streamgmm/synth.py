@@ -15,7 +15,10 @@ patterns a fraud analyst knows are mixed in at a configurable rate:
 No fraud event is extreme in one feature alone (normal cards make small online
 purchases, buy laptops, travel abroad); the patterns stand out in combination,
 which is what a mixture model sees. ``txns_last_hour`` and ``amount_last_24h``
-are computed from the stream itself: the card's earlier events.
+are computed from the stream itself: the card's earlier events (excluding the
+event itself). ``distance_km`` is from the card's home to the point of sale, or,
+online, to where the device's IP address is located. ``hour`` and ``weekday``
+are the cardholder's local time, taken as UTC.
 
 The stream is deterministic for a seed and does not depend on how many events
 are asked for: ``generate_batch(1000, seed=1)`` is a prefix of
