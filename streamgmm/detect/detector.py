@@ -1,0 +1,482 @@
+"""AnomalyDetector: prequential scoring, a rolling percentile threshold, online
+learning that leaves flagged events out, background refits on the cleaned
+window, and explanations. It knows nothing of Kafka."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamgmm.detect.explain import mahalanobis_shares, top_features
+from streamgmm.detect.refit import RefitResult, Refitter
+from streamgmm.detect.threshold import RollingThreshold
+from streamgmm.detect.window import FeatureWindow
+from streamgmm.model.base import ConvergenceWarning, check_array
+from streamgmm.model.estep import log_gaussian_prob
+from streamgmm.model.gmm import GaussianMixture
+from streamgmm.model.online import OnlineGaussianMixture
+
+log = logging.getLogger(__name__)
+
+MODES = ("anomaly", "novelty")
+
+
+@dataclass
+class Detections:
+    """Per-event results of one ``process`` call (arrays of length n)."""
+
+    score: np.ndarray
+    is_anomaly: np.ndarray
+    threshold: np.ndarray
+    percentile: np.ndarray
+    component: np.ndarray
+    top_features: np.ndarray
+    top_shares: np.ndarray
+    model_version: int
+    ready: bool
+
+    def __len__(self) -> int:
+        return self.score.shape[0]
+
+
+class AnomalyDetector:
+    """Streaming anomaly detector on a Gaussian mixture.
+
+    Parameters
+    ----------
+    n_components : int, default=4
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    contamination : float, default=0.02
+        Fraction of events flagged: the threshold is this percentile of the
+        scores of the last ``window`` events.
+    window : int, default=5000
+        Events kept for the threshold and for refits.
+    warmup : int, default=500
+        Events buffered before the first batch fit; their score is NaN and none
+        is flagged.
+    mode : {'anomaly', 'novelty'}, default='anomaly'
+        'anomaly' learns from the stream it scores; 'novelty' fits on a
+        reference set (``fit``) or a model file (``model_path``) and only scores.
+    learn_from_anomalies : bool, default=False
+        Whether flagged events enter the online update.
+    refit_every : int, default=5000
+        Events between background refits (0 = never by count).
+    refit_seconds : float, default=0
+        Seconds between refits (0 = never by time).
+    refit_n_init : int, default=2
+        Fresh initialisations tried at each refit, beside the warm start.
+    select_k : tuple (min, max) or None, default=None
+        Choose n_components by BIC over this range at each refit.
+    tight_ratio : float, default=5.0
+        A component lighter than ``contamination`` whose standard deviation is
+        this many times smaller than the typical component's is treated as a
+        dense anomaly cluster: events are scored against the other components.
+    top_features : int, default=3
+    feature_names : list of str or None
+    model_path : str or None
+        A model file to start from (skips the warm-up).
+    random_state : int or None
+    online_params : dict or None
+        Extra parameters of the OnlineGaussianMixture (schedule, horizon).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> det = AnomalyDetector(n_components=2, warmup=300, window=1000, random_state=0)
+    >>> normal = rng.normal(0, 1, (1000, 2))
+    >>> out = det.process(normal)
+    >>> out = det.process(np.array([[0.1, 0.0], [8.0, 0.0]]))
+    >>> out.is_anomaly.tolist()
+    [False, True]
+    >>> det.explain(out, 1)[0][0]
+    'x0'
+    """
+
+    def __init__(
+        self,
+        n_components: int = 4,
+        covariance_type: str = "full",
+        contamination: float = 0.02,
+        window: int = 5000,
+        warmup: int = 500,
+        mode: str = "anomaly",
+        learn_from_anomalies: bool = False,
+        refit_every: int = 5000,
+        refit_seconds: float = 0.0,
+        refit_n_init: int = 2,
+        refit_enabled: bool = True,
+        select_k: tuple[int, int] | None = None,
+        reg_covar: float = 1e-6,
+        tight_ratio: float = 5.0,
+        top_features: int = 3,
+        feature_names: list[str] | None = None,
+        model_path: str | None = None,
+        random_state: int | None = None,
+        online_params: dict | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        if warmup < n_components:
+            raise ValueError(f"warmup: expected at least n_components ({n_components}), "
+                             f"got {warmup}")
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.contamination = contamination
+        self.window = window
+        self.warmup = warmup
+        self.mode = mode
+        self.learn_from_anomalies = learn_from_anomalies
+        self.refit_every = refit_every
+        self.refit_seconds = refit_seconds
+        self.refit_n_init = refit_n_init
+        self.refit_enabled = refit_enabled
+        self.select_k = tuple(select_k) if select_k else None
+        self.reg_covar = reg_covar
+        self.tight_ratio = tight_ratio
+        self.n_top = top_features
+        self.feature_names = list(feature_names) if feature_names else None
+        self.random_state = random_state
+        self.online_params = dict(online_params or {})
+        self.threshold_ = RollingThreshold(window, contamination)
+        self.model: OnlineGaussianMixture | None = None
+        self.model_version = 0
+        self.n_events_ = 0
+        self._warm: list[np.ndarray] = []
+        self._frozen_threshold: float | None = None
+        self._window: FeatureWindow | None = None
+        self._major: np.ndarray | None = None
+        self._lock = threading.RLock()
+        self._refitter = Refitter(refit_n_init, reg_covar, k_range=self.select_k,
+                                  random_state=random_state)
+        self._last_refit_events = 0
+        self._last_refit_time = time.monotonic()
+        self.refit_counts = {"accepted": 0, "rejected": 0, "failed": 0}
+        self.last_refit_seconds = float("nan")
+        if model_path is not None:
+            from streamgmm.model.io import load
+
+            self._start_from(load(model_path))
+
+    # -- properties read by the daemon ---------------------------------------
+    @property
+    def ready(self) -> bool:
+        """True once a model exists and the threshold has enough scores."""
+        return self.model is not None and (
+            self._frozen_threshold is not None or len(self.threshold_) >= min(self.warmup,
+                                                                              self.window))
+
+    @property
+    def threshold_value(self) -> float:
+        return self._threshold()
+
+    @property
+    def mean_score(self) -> float:
+        return self.threshold_.mean()
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.array([]) if self.model is None else self.model.weights_.copy()
+
+    @property
+    def refit_stats(self) -> dict:
+        return {**self.refit_counts, "last_seconds": self.last_refit_seconds}
+
+    # -- starting ------------------------------------------------------------
+    def _online(self) -> dict:
+        return dict(n_components=self.n_components, covariance_type=self.covariance_type,
+                    reg_covar=self.reg_covar, random_state=self.random_state,
+                    **self.online_params)
+
+    def _start_from(self, fitted, X: np.ndarray | None = None) -> None:
+        n_events = None if X is None else X.shape[0]
+        params = self._online()
+        params["n_components"] = fitted.weights_.shape[0]
+        self.model = OnlineGaussianMixture.from_model(fitted, n_events=n_events, X=X, **params)
+        self.model_version += 1
+        self._window = FeatureWindow(self.window, self.model.n_features_in_)
+        self._update_major()
+        extras = getattr(fitted, "extras_", {})
+        if self.mode == "novelty" and "score_percentiles" in extras:
+            self._frozen_threshold = float(np.interp(
+                100 * self.contamination, extras["percentile_levels"],
+                extras["score_percentiles"]))
+
+    def fit(self, X) -> AnomalyDetector:
+        """Fit on a reference set (novelty mode) or as the warm-up (anomaly mode)."""
+        X = check_array(X)
+        with self._lock:
+            self._fit_initial(X)
+            if self.mode == "novelty":
+                self._frozen_threshold = self._threshold()
+        return self
+
+    def _fit_initial(self, X: np.ndarray) -> None:
+        """Batch EM on the warm-up, refitted once without its lowest-scoring events."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
+                                 reg_covar=self.reg_covar, n_init=max(1, self.refit_n_init + 1),
+                                 random_state=self.random_state).fit(X)
+            scores = gm.score_samples(X)
+            keep = scores >= np.percentile(scores, 100 * self.contamination)
+            if keep.sum() > 2 * self.n_components:
+                gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
+                                     reg_covar=self.reg_covar, weights_init=gm.weights_,
+                                     means_init=gm.means_, precisions_init=gm.precisions_
+                                     ).fit(X[keep])
+        self._start_from(gm, X[keep])
+        seq = self.n_events_ - X.shape[0] + np.arange(X.shape[0])
+        self._window.push(X, seq)
+        self.threshold_.push(self._scores(X)[0])
+        self._last_refit_events = self.n_events_
+
+    # -- scoring -------------------------------------------------------------
+    def _update_major(self) -> None:
+        """Mark light, tight components (dense anomaly clusters) as not 'major'."""
+        m = self.model
+        k = m.weights_.shape[0]
+        major = np.ones(k, dtype=bool)
+        if m.covariance_type != "tied" and k > 1:
+            d = m.n_features_in_
+            logdet = -2.0 * _log_det_chol(m.precisions_cholesky_, m.covariance_type, d) / d
+            heavy = m.weights_ >= self.contamination
+            if heavy.any():
+                typical = np.average(logdet[heavy], weights=m.weights_[heavy])
+                tight = logdet < typical - 2.0 * np.log(self.tight_ratio)
+                major = ~((m.weights_ < self.contamination) & tight)
+        self._major = major if major.any() else np.ones(k, dtype=bool)
+
+    def _scores(self, X: np.ndarray):
+        """(score under the major components, responsibilities, log-density, log probs)."""
+        m = self.model
+        wlp = log_gaussian_prob(X, m.means_, m.precisions_cholesky_, m.covariance_type)
+        with np.errstate(divide="ignore"):
+            wlp += np.log(m.weights_)
+        top = wlp.max(axis=1, keepdims=True)
+        e = np.exp(wlp - top)
+        total = e.sum(axis=1)
+        log_norm = np.log(total) + top[:, 0]
+        resp = e / total[:, None]
+        major = self._major
+        if major.all():
+            score = log_norm
+        else:
+            with np.errstate(divide="ignore"):
+                score = (np.log(e[:, major].sum(axis=1)) + top[:, 0]
+                         - np.log(m.weights_[major].sum()))
+        return score, resp, log_norm, wlp
+
+    def _threshold(self) -> float:
+        if self._frozen_threshold is not None:
+            return self._frozen_threshold
+        return self.threshold_.threshold()
+
+    def process(self, X, learn: bool = True, alert: bool = True) -> Detections:
+        """Score a micro-batch, flag events below the threshold, then learn from it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_events, n_features)
+        learn : bool, default=True
+            Update the model (anomaly mode only).
+        alert : bool, default=True
+            False replays events already alerted (learn-only): the same learning
+            as the first pass, with no flags returned.
+        """
+        with self._lock:
+            X = check_array(X, n_features=None if self.model is None else
+                            self.model.n_features_in_)
+            self._apply_refit(self._refitter.poll())
+            if self.model is None:
+                return self._buffer_warmup(X)
+            return self._process_ready(X, learn, alert)
+
+    def _buffer_warmup(self, X: np.ndarray) -> Detections:
+        n = X.shape[0]
+        self._warm.append(X)
+        self.n_events_ += n
+        buffered = sum(x.shape[0] for x in self._warm)
+        if buffered >= self.warmup:
+            self._fit_initial(np.vstack(self._warm))
+            self._warm = []
+        return self._empty(n, X.shape[1])
+
+    def _empty(self, n: int, d: int) -> Detections:
+        t = min(self.n_top, d)
+        nan = np.full(n, np.nan)
+        return Detections(nan, np.zeros(n, bool), nan.copy(), nan.copy(),
+                          np.full(n, -1), np.full((n, t), -1), np.full((n, t), np.nan),
+                          self.model_version, self.ready)
+
+    def _process_ready(self, X: np.ndarray, learn: bool, alert: bool) -> Detections:
+        n = X.shape[0]
+        score, resp, log_norm, wlp = self._scores(X)
+        thr = self._threshold()
+        ready = self.ready
+        below = (score < thr) if ready else np.zeros(n, dtype=bool)
+        flagged = below if alert else np.zeros(n, dtype=bool)
+        pct = self.threshold_.percentile_rank(score)
+        wlp[:, ~self._major] = -np.inf
+        component = np.argmax(wlp, axis=1)
+        m = self.model
+        shares = mahalanobis_shares(X, component, m.means_, m.precisions_cholesky_,
+                                    m.covariance_type)
+        idx, top = top_features(shares, self.n_top)
+        if learn and self.mode == "anomaly":
+            weights = None if self.learn_from_anomalies else (~below).astype(np.float64)
+            m.learn(X, resp, log_norm, weights)
+            self._update_major()
+        seq = self.n_events_ + np.arange(n)
+        self.n_events_ += n
+        if self._frozen_threshold is None:
+            self.threshold_.push(score)
+            self._window.push(X, seq)
+        self._maybe_refit()
+        return Detections(score, flagged, np.full(n, thr), pct, component, idx, top,
+                          self.model_version, ready)
+
+    # -- refits --------------------------------------------------------------
+    def _maybe_refit(self) -> None:
+        if not self.refit_enabled or self.mode != "anomaly" or self._refitter.busy:
+            return
+        due_events = self.refit_every and (
+            self.n_events_ - self._last_refit_events >= self.refit_every)
+        due_time = self.refit_seconds and (
+            time.monotonic() - self._last_refit_time >= self.refit_seconds)
+        if not (due_events or due_time):
+            return
+        X, seq = self._window.ordered()
+        scores = self.threshold_.values()
+        keep = scores >= self._threshold()
+        if keep.sum() < 5 * self.n_components:
+            return
+        self._last_refit_events = self.n_events_
+        self._last_refit_time = time.monotonic()
+        self._refitter.submit(X[keep], self.model._get_params(), int(seq[-1]),
+                              self.contamination)
+
+    def _apply_refit(self, result: RefitResult | None) -> None:
+        if result is None:
+            return
+        self.refit_counts[result.outcome] += 1
+        self.last_refit_seconds = result.seconds
+        log.info("refit %s in %.2fs (candidate %.4f vs current %.4f)%s", result.outcome,
+                 result.seconds, result.candidate_score, result.current_score,
+                 f": {result.error}" if result.error else "")
+        if result.outcome != "accepted":
+            return
+        X, seq = self._window.ordered()
+        old_scores = self.threshold_.values()
+        state = (self.model.n_seen_, self.model.t_)
+        self._start_from(result.model, X[old_scores >= self._threshold()])
+        # Continue the schedule where it was: the model has seen the same stream.
+        self.model.n_seen_, self.model.t_ = state
+        self.threshold_.replace(self._scores(X)[0])
+
+    def wait_for_refit(self, timeout: float | None = None) -> None:
+        """Block until a running refit finishes and apply it (for tests and shutdown)."""
+        with self._lock:
+            if self._refitter._future is not None:
+                self._refitter._future.result(timeout)
+                self._apply_refit(self._refitter.poll(wait=True))
+
+    def close(self) -> None:
+        self._refitter.close()
+
+    # -- explanations --------------------------------------------------------
+    def explain(self, detections: Detections, i: int) -> list[tuple[str, float]]:
+        """[(feature name, share of D^2)] for event ``i`` of a ``process`` result."""
+        names = self.feature_names
+        out = []
+        for j, share in zip(detections.top_features[i], detections.top_shares[i], strict=True):
+            if j < 0:
+                continue
+            name = names[j] if names and j < len(names) else f"x{j}"
+            out.append((name, float(share)))
+        return out
+
+    # -- state ---------------------------------------------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The whole state as plain arrays (model statistics, windows, counters)."""
+        with self._lock:
+            out = {
+                "det_counters": np.array([self.n_events_, self.model_version,
+                                          self.refit_counts["accepted"],
+                                          self.refit_counts["rejected"],
+                                          self.refit_counts["failed"],
+                                          self._last_refit_events], dtype=np.int64),
+                "det_threshold_window": self.threshold_.values(),
+                "det_frozen_threshold": np.array(
+                    [np.nan if self._frozen_threshold is None else self._frozen_threshold]),
+            }
+            if self._warm:
+                out["det_warmup"] = np.vstack(self._warm)
+            if self.model is not None:
+                m = self.model
+                out.update({f"model_{k}": np.asarray(getattr(m, k)) for k in
+                            ("weights_", "means_", "covariances_", "precisions_cholesky_")})
+                out.update({f"model_{k}": v for k, v in m._state_arrays().items()})
+                X, seq = self._window.ordered()
+                out["det_window_X"], out["det_window_seq"] = X, seq
+            return out
+
+    @classmethod
+    def from_state_arrays(cls, arrays: dict, **params) -> AnomalyDetector:
+        """A detector restored from ``state_arrays`` (constructed with the same params)."""
+        params.pop("model_path", None)
+        det = cls(**params)
+        c = arrays["det_counters"]
+        det.n_events_, det.model_version = int(c[0]), int(c[1])
+        det.refit_counts = {"accepted": int(c[2]), "rejected": int(c[3]), "failed": int(c[4])}
+        det._last_refit_events = int(c[5])
+        frozen = float(arrays["det_frozen_threshold"][0])
+        det._frozen_threshold = None if np.isnan(frozen) else frozen
+        if "det_warmup" in arrays:
+            det._warm = [np.asarray(arrays["det_warmup"], dtype=np.float64)]
+        if "model_weights_" in arrays:
+            from streamgmm.model.em import MixtureParams
+
+            m = OnlineGaussianMixture(**det._online())
+            m.n_components = arrays["model_weights_"].shape[0]
+            m._set_params(MixtureParams(det.covariance_type, *(
+                np.asarray(arrays[f"model_{k}"], dtype=np.float64) for k in
+                ("weights_", "means_", "covariances_", "precisions_cholesky_"))))
+            m._load_state_arrays({k[len("model_"):]: v for k, v in arrays.items()
+                                  if k.startswith("model_")})
+            det.model = m
+            det._window = FeatureWindow(det.window, m.n_features_in_)
+            det._window.replace(np.asarray(arrays["det_window_X"], dtype=np.float64),
+                                np.asarray(arrays["det_window_seq"], dtype=np.int64))
+            det._update_major()
+        det.threshold_.replace(np.asarray(arrays["det_threshold_window"], dtype=np.float64))
+        return det
+
+    @classmethod
+    def from_config(cls, cfg, feature_names: list[str] | None = None) -> AnomalyDetector:
+        """A detector from the daemon's ``detector`` config section."""
+        refit = cfg.refit
+        select = getattr(refit, "select_k", None)
+        k_range = (select.min, select.max) if select is not None and select.enabled else None
+        return cls(
+            n_components=cfg.n_components, covariance_type=cfg.covariance_type,
+            contamination=cfg.contamination, window=cfg.window, warmup=cfg.warmup,
+            mode=cfg.mode, learn_from_anomalies=cfg.learn_from_anomalies,
+            refit_every=refit.every_events, refit_seconds=refit.every_seconds,
+            refit_n_init=refit.n_init, refit_enabled=refit.enabled, select_k=k_range,
+            top_features=min(cfg.top_features, len(feature_names or []) or cfg.top_features),
+            feature_names=feature_names, model_path=cfg.model_path,
+            random_state=cfg.random_state,
+        )
+
+
+def _log_det_chol(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
+    from streamgmm.model.covariance import log_det_cholesky
+
+    return np.broadcast_to(log_det_cholesky(prec_chol, covariance_type, d),
+                           (prec_chol.shape[0],) if covariance_type != "tied" else (1,))

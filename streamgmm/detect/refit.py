@@ -1,0 +1,142 @@
+"""Background refits on the outlier-cleaned window: a champion/challenger swap.
+
+A refit fits batch EM on the older part of the cleaned window (warm-started
+from the current model, plus fresh restarts) on a worker thread, then compares
+the candidate with the current model on the most recent cleaned events, which
+neither was fitted on. The detector swaps models only when the candidate wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamgmm.model.base import ConvergenceWarning
+from streamgmm.model.em import MixtureParams
+from streamgmm.model.gmm import GaussianMixture
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RefitResult:
+    """Outcome of one refit: ``outcome`` is 'accepted', 'rejected' or 'failed'."""
+
+    outcome: str
+    seconds: float
+    snapshot_seq: int
+    model: GaussianMixture | None = None
+    candidate_score: float = float("nan")
+    current_score: float = float("nan")
+    error: str = ""
+
+
+def fit_candidate(
+    X_train: np.ndarray, current: MixtureParams, n_components: int, n_init: int,
+    reg_covar: float, seed: int, k_range: tuple[int, int] | None = None,
+) -> GaussianMixture:
+    """The best of a warm start from ``current`` and ``n_init`` fresh fits (by BIC over k_range)."""
+    candidates = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if current.means.shape[0] == n_components:
+            from streamgmm.model.covariance import precisions_from_cholesky
+
+            warm = GaussianMixture(
+                n_components, covariance_type=current.covariance_type, reg_covar=reg_covar,
+                weights_init=current.weights, means_init=current.means,
+                precisions_init=precisions_from_cholesky(current.precisions_cholesky,
+                                                         current.covariance_type),
+            )
+            try:
+                candidates.append(warm.fit(X_train))
+            except ValueError as exc:
+                log.debug("warm-started refit failed: %s", exc)
+        ks = range(k_range[0], k_range[1] + 1) if k_range else [n_components]
+        for k in ks:
+            if n_init > 0 and X_train.shape[0] > k:
+                candidates.append(GaussianMixture(
+                    k, covariance_type=current.covariance_type, reg_covar=reg_covar,
+                    n_init=n_init, random_state=seed,
+                ).fit(X_train))
+    if not candidates:
+        raise ValueError("no refit candidate could be fitted")
+    if k_range:
+        return min(candidates, key=lambda m: m.bic(X_train))
+    return max(candidates, key=lambda m: m.lower_bound_)
+
+
+def trimmed_mean(scores: np.ndarray, trim: float) -> float:
+    """Mean of the scores above their ``trim`` quantile (robust to leftover outliers)."""
+    if scores.size == 0:
+        return float("nan")
+    cut = np.quantile(scores, trim)
+    return float(scores[scores >= cut].mean())
+
+
+class Refitter:
+    """Runs one refit at a time on a worker thread; ``poll`` hands back finished results."""
+
+    def __init__(self, n_init: int = 2, reg_covar: float = 1e-6, holdout_fraction: float = 0.2,
+                 k_range: tuple[int, int] | None = None, random_state: int | None = None,
+                 min_gain: float = 0.0):
+        self.n_init = n_init
+        self.reg_covar = reg_covar
+        self.holdout_fraction = holdout_fraction
+        self.k_range = k_range
+        self.min_gain = min_gain
+        self._seed = 0 if random_state is None else int(random_state)
+        self._executor: ThreadPoolExecutor | None = None
+        self._future: Future | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    def submit(self, X_clean: np.ndarray, current: MixtureParams, snapshot_seq: int,
+               trim: float) -> bool:
+        """Start a refit on ``X_clean`` (oldest first); False when one is already running."""
+        if self._future is not None:
+            return False
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
+        self._seed += 1
+        self._future = self._executor.submit(
+            self._run, X_clean, current.copy(), snapshot_seq, trim, self._seed)
+        return True
+
+    def _run(self, X: np.ndarray, current: MixtureParams, seq: int, trim: float,
+             seed: int) -> RefitResult:
+        start = time.perf_counter()
+        try:
+            n_hold = max(1, int(X.shape[0] * self.holdout_fraction))
+            train, hold = X[:-n_hold], X[-n_hold:]
+            k = current.means.shape[0]
+            model = fit_candidate(train, current, k, self.n_init, self.reg_covar, seed,
+                                  self.k_range)
+            cand = trimmed_mean(model.score_samples(hold), trim)
+            cur = trimmed_mean(current.e_step(hold)[0], trim)
+            outcome = "accepted" if cand > cur + self.min_gain else "rejected"
+            return RefitResult(outcome, time.perf_counter() - start, seq, model, cand, cur)
+        except Exception as exc:  # a failed refit must never stop the stream
+            log.warning("refit failed: %s", exc, exc_info=True)
+            return RefitResult("failed", time.perf_counter() - start, seq, error=str(exc))
+
+    def poll(self, wait: bool = False) -> RefitResult | None:
+        """The finished refit's result (once), or None while none is ready."""
+        if self._future is None or (not wait and not self._future.done()):
+            return None
+        result = self._future.result()
+        self._future = None
+        return result
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self._future = None
