@@ -1,0 +1,149 @@
+"""AnomalyDetector: warm-up, validation, state round trip, novelty mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamgmm.detect.detector import AnomalyDetector, Detections
+from streamgmm.model.gmm import GaussianMixture
+
+FIELDS = ("score", "is_anomaly", "threshold", "percentile", "component", "top_features",
+          "top_shares")
+
+
+def _stream(n: int, seed: int = 0, d: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0] * d, [6.0] * d])
+    X = centres[rng.integers(0, 2, n)] + rng.normal(size=(n, d))
+    out = rng.random(n) < 0.03
+    X[out] += rng.normal(0, 8, (out.sum(), d))
+    return X
+
+
+def _same(a: Detections, b: Detections) -> None:
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    assert (a.model_version, a.ready) == (b.model_version, b.ready)
+
+
+def test_warmup_scores_nan_and_never_alerts():
+    det = AnomalyDetector(n_components=2, warmup=300, window=1000, random_state=0)
+    X = _stream(1000)
+    X[:300:7] += 50.0  # blatant outliers inside the warm-up
+    first = det.process(X[:299])
+    assert det.model is None and not first.ready
+    assert np.isnan(first.score).all() and np.isnan(first.threshold).all()
+    assert not first.is_anomaly.any()
+    assert (first.component == -1).all() and (first.top_features == -1).all()
+    second = det.process(X[299:300])  # completes the warm-up: the model now exists
+    assert det.model is not None and np.isnan(second.score).all()
+    after = det.process(X[300:])
+    assert after.ready and np.isfinite(after.score).all()
+    assert 0 < after.is_anomaly.mean() < 0.1
+
+
+def test_a_batch_smaller_than_k_after_warmup_works():
+    det = AnomalyDetector(n_components=4, warmup=400, window=1000, random_state=0)
+    det.process(_stream(800))
+    for x in _stream(3, seed=5):
+        out = det.process(x[None, :])
+        assert len(out) == 1 and np.isfinite(out.score).all()
+        assert 0 <= out.component[0] < 4
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("during_warmup", [True, False])
+def test_non_finite_input_raises_before_touching_state(bad, during_warmup):
+    det = AnomalyDetector(n_components=2, warmup=300, window=1000, random_state=0)
+    det.process(_stream(100 if during_warmup else 800))
+    before = det.state_arrays()
+    X = _stream(50, seed=3)
+    X[17, 1] = bad
+    with pytest.raises(ValueError, match=r"X: expected finite values.*row 17, column 1"):
+        det.process(X)
+    after = det.state_arrays()
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+
+
+def test_wrong_number_of_features_is_named():
+    det = AnomalyDetector(n_components=2, warmup=300, random_state=0)
+    det.process(_stream(400))
+    with pytest.raises(ValueError, match="has 2 features.*3 features"):
+        det.process(np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "batch"}, "mode: expected one of anomaly, novelty"),
+    ({"warmup": 2, "n_components": 4}, "warmup: expected at least n_components"),
+])
+def test_bad_parameters_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AnomalyDetector(**kwargs)
+
+
+PARAMS = dict(n_components=2, warmup=300, window=800, refit_every=2000, random_state=0)
+
+
+@pytest.mark.parametrize("n_before", [120, 1500], ids=["during-warmup", "after-warmup"])
+def test_state_round_trip_gives_the_same_detections(n_before):
+    X = _stream(n_before + 700, seed=1)
+    original = AnomalyDetector(**PARAMS)
+    for i in range(0, n_before, 100):
+        original.process(X[i:min(i + 100, n_before)])
+    arrays = original.state_arrays()
+    for k, v in arrays.items():
+        assert isinstance(v, np.ndarray) and v.dtype != object, k
+    # Through a real npz file with pickling off, as a checkpoint would be.
+    restored = AnomalyDetector.from_state_arrays(dict(arrays), **PARAMS)
+    for i in range(n_before, X.shape[0], 350):
+        _same(original.process(X[i:i + 350]), restored.process(X[i:i + 350]))
+    assert restored.n_events_ == original.n_events_
+
+
+def test_state_round_trip_through_an_npz_file(tmp_path):
+    det = AnomalyDetector(**PARAMS)
+    X = _stream(2000, seed=2)
+    det.process(X[:1500])
+    path = tmp_path / "state.npz"
+    np.savez(path, **det.state_arrays())
+    with np.load(path, allow_pickle=False) as f:
+        restored = AnomalyDetector.from_state_arrays(dict(f), **PARAMS)
+    _same(det.process(X[1500:]), restored.process(X[1500:]))
+    assert restored.refit_counts == det.refit_counts
+
+
+def test_novelty_mode_with_fit_only_scores():
+    ref = _stream(2000, seed=4)
+    ref = ref[np.abs(ref - ref.mean(0)).max(axis=1) < 12]
+    det = AnomalyDetector(n_components=2, mode="novelty", random_state=0).fit(ref)
+    assert det.ready
+    means, thr = det.model.means_.copy(), det.threshold_value
+    shifted = _stream(3000, seed=5) + 3.0
+    outs = [det.process(shifted[i:i + 500]) for i in range(0, 3000, 500)]
+    np.testing.assert_array_equal(det.model.means_, means)
+    assert det.threshold_value == thr
+    assert all((o.threshold == thr).all() for o in outs)
+    # The shifted stream is mostly novel, and stays so: nothing was learned.
+    assert outs[0].is_anomaly.mean() > 0.3
+    assert outs[-1].is_anomaly.mean() == pytest.approx(outs[0].is_anomaly.mean(), abs=0.1)
+    assert det.refit_counts == {"accepted": 0, "rejected": 0, "failed": 0}
+
+
+def test_novelty_mode_from_a_model_file_only_scores(tmp_path):
+    ref = _stream(3000, seed=6)
+    gm = GaussianMixture(2, random_state=0).fit(ref)
+    path = tmp_path / "model.npz"
+    gm.save(path)
+    det = AnomalyDetector(n_components=2, mode="novelty", model_path=str(path), window=500,
+                          warmup=200)
+    assert det.model is not None
+    np.testing.assert_allclose(det.model.means_, gm.means_)
+    out = det.process(_stream(1000, seed=7))
+    np.testing.assert_allclose(out.score, gm.score_samples(_stream(1000, seed=7)),
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(det.model.means_, gm.means_)
+    out2 = det.process(np.array([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0]]))
+    assert out2.ready and out2.is_anomaly.tolist() == [False, True]
