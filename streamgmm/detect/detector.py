@@ -199,7 +199,9 @@ class AnomalyDetector:
         params["n_components"] = fitted.weights_.shape[0]
         self.model = OnlineGaussianMixture.from_model(fitted, n_events=n_events, X=X, **params)
         self.model_version += 1
-        self._window = FeatureWindow(self.window, self.model.n_features_in_)
+        if self._window is None:
+            # A swap keeps the window: the next refit and the re-scoring need it.
+            self._window = FeatureWindow(self.window, self.model.n_features_in_)
         self._update_major()
         extras = getattr(fitted, "extras_", {})
         if self.mode == "novelty" and "score_percentiles" in extras:
