@@ -12,6 +12,8 @@ COMMAND_MODULES = [
     "streamgmm.commands.fit_score",
     "streamgmm.commands.check_config",
     "streamgmm.commands.generate",
+    "streamgmm.commands.run",
+    "streamgmm.commands.produce",
 ]
 
 

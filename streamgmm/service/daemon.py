@@ -1,0 +1,495 @@
+"""The daemon's wiring: configuration in, a running consumer loop out, a clean exit.
+
+:func:`run_daemon` builds everything the configuration names (decoder,
+metrics and health server, checkpoint store, detector, sinks, source, audit
+file), restores the newest checkpoint, runs the
+:class:`~streamgmm.stream.loop.ConsumerLoop` until SIGTERM or SIGINT (or the
+end of a file, stdin or the generated stream), and shuts down within
+``shutdown.timeout_s``: finish the batch (its alerts flushed and offsets
+committed), write a checkpoint, close the consumer (leaving the group) and
+the producer, exit 0.
+
+A broker that does not answer at start-up is retried with backoff until it
+does or a stop signal arrives; meanwhile the loop counts as live and not
+ready. A checkpoint written under another feature configuration, or a
+directory with only damaged checkpoints, stops the start with a clear error
+(exit 1): discarding a model's state is the operator's decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from streamgmm.service.checkpoint import CheckpointError, CheckpointStore
+from streamgmm.service.config import config_fingerprint
+from streamgmm.service.health import HealthState, make_app, serve
+from streamgmm.service.logs import setup_logging
+from streamgmm.service.metrics import Metrics
+from streamgmm.service.schema import Config, KafkaConfig
+from streamgmm.stream.alerts import format_pretty
+from streamgmm.stream.audit import AuditLog
+from streamgmm.stream.decode import REASONS, Decoder
+from streamgmm.stream.file_io import (
+    FileSource,
+    GenerateSource,
+    JsonlFileSink,
+    NullSink,
+    StdinSource,
+    StreamSink,
+)
+from streamgmm.stream.loop import ConsumerLoop, LoopSettings, LoopStats
+from streamgmm.stream.records import Record
+
+log = logging.getLogger("streamgmm.daemon")
+
+__all__ = ["EXIT_FAILED", "Evaluation", "run_daemon"]
+
+EXIT_FAILED = 1
+TP = tuple[str, int]
+_RETRY_MAX_S = 30.0
+
+
+class _Startup(Exception):
+    """The daemon cannot start (the message says why); exit 1."""
+
+
+def run_daemon(
+    config: Config,
+    alerts_format: str = "auto",
+    stop: threading.Event | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run the daemon until stopped or the source ends; return the exit code.
+
+    Parameters
+    ----------
+    config : Config
+        The validated configuration.
+    alerts_format : {"auto", "pretty", "json"}
+        How alerts on stdout look: one readable line each (``pretty``), JSON
+        lines (``json``), or pretty on a terminal and JSON otherwise (``auto``).
+    stop : threading.Event, optional
+        Set it to stop the daemon (tests); signals set it too.
+    install_signals : bool
+        Install SIGTERM and SIGINT handlers (only possible on the main thread).
+    """
+    setup_logging(config.logging.level, config.logging.format)
+    stop = stop or threading.Event()
+    if install_signals:
+        _install_signals(stop)
+    daemon = _Daemon(config, alerts_format, stop)
+    try:
+        daemon.start()
+    except _Startup as exc:
+        log.error("cannot start: %s", exc)
+        daemon.close()
+        return EXIT_FAILED
+    if daemon.loop is None:  # stopped while waiting for the broker
+        daemon.close()
+        return 0
+    stats = daemon.loop.run(stop)
+    daemon.close()
+    daemon.summary(stats)
+    return 0
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handle(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second signal: stop now
+            raise KeyboardInterrupt
+        log.info("%s received: finishing the batch and shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+class _Daemon:
+    """Everything one run owns, built in :meth:`start` and released in :meth:`close`."""
+
+    def __init__(self, config: Config, alerts_format: str, stop: threading.Event) -> None:
+        self.config = config
+        self.alerts_format = alerts_format
+        self.stop = stop
+        self.decoder = Decoder(config.features)
+        self.metrics = Metrics(decode_reasons=REASONS)
+        self.metrics.contamination.set(config.detector.contamination)
+        self.health = HealthState(config.health.stall_timeout_s, metrics=self.metrics)
+        self.fingerprint = config_fingerprint(config.features)
+        self.server = None
+        self.store: CheckpointStore | None = None
+        self.detector: Any = None
+        self.alerts: Any = None
+        self.dead_letters: Any = None
+        self.source: Any = None
+        self.audit: AuditLog | None = None
+        self.loop: ConsumerLoop | None = None
+        self.evaluation: Evaluation | None = None
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        cfg = self.config
+        log.info(
+            "streamgmm starting: source %s, alerts to %s, dead letters to %s, %d features",
+            cfg.source.type, cfg.alerts.sink, cfg.dead_letter.sink, self.decoder.n_features,
+            extra={"fields": {"config": cfg.redacted()}},
+        )
+        if cfg.metrics.enabled:
+            self.server = serve(make_app(self.metrics.registry, self.health),
+                                cfg.metrics.host, cfg.metrics.port)
+            log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)",
+                     self.server.host, self.server.port)
+        learned = self._restore()
+        if cfg.audit.path:
+            self.audit = AuditLog(cfg.audit.path)
+        self._build_sinks()
+        if self.stop.is_set():
+            return
+        self.source = self._retry("the Kafka consumer", self._build_source)
+        if self.source is None:
+            return
+        if isinstance(self.source, GenerateSource):
+            self.evaluation = Evaluation(self.source)
+        self.loop = ConsumerLoop(
+            self.source, self.decoder, self.detector, self.alerts, self.dead_letters,
+            settings=self._settings(), metrics=self.metrics, health=self.health,
+            audit=self.audit, checkpoint=self._checkpoint if self.store else None,
+            observer=self.evaluation,
+        )
+        self.loop.restore(learned)
+        if not getattr(self.source, "partitioned", True):
+            self.loop.on_assign(sorted(self.source.assignment()))
+        self.health.set_model_ready(bool(self.detector.ready))
+
+    def _settings(self) -> LoopSettings:
+        cfg = self.config
+        kafka = cfg.source.type == "kafka"
+        return LoopSettings(
+            poll_timeout_s=cfg.source.kafka.poll_timeout_ms / 1000 if kafka else 0.5,
+            include_features=cfg.alerts.include_features,
+            dead_letters_as_json=cfg.dead_letter.sink != "kafka",
+            checkpoint_interval_s=cfg.checkpoint.interval_s,
+        )
+
+    def _restore(self) -> dict[TP, int]:
+        """Load the newest checkpoint into a detector; the offsets it had learned up to."""
+        from streamgmm.detect.detector import AnomalyDetector
+
+        cfg = self.config
+        names = self.decoder.feature_names
+        if cfg.checkpoint.dir:
+            self.store = CheckpointStore(cfg.checkpoint.dir, keep=cfg.checkpoint.keep)
+            try:
+                ckpt = self.store.load_latest(expect={"feature_fingerprint": self.fingerprint})
+            except CheckpointError as exc:  # CheckpointMismatch included
+                raise _Startup(str(exc)) from exc
+            if ckpt is not None:
+                self.detector = AnomalyDetector.from_state_arrays(
+                    ckpt.arrays, **_detector_params(cfg, names))
+                offsets = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("offsets", [])}
+                log.info("restored checkpoint %s: %d events learned, offsets %s", ckpt.path,
+                         int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets))
+                return offsets
+        self.detector = AnomalyDetector.from_config(cfg.detector, names)
+        return {}
+
+    def _checkpoint(self, learned: dict[TP, int]) -> None:
+        """Save the detector's state and the offsets it has learned up to."""
+        assert self.store is not None
+        meta = {
+            "offsets": [[t, p, o] for (t, p), o in sorted(learned.items())],
+            "feature_fingerprint": self.fingerprint,
+            "feature_names": list(self.decoder.feature_names),
+            "n_events": int(self.detector.n_events_),
+            "source": self.config.source.type,
+        }
+        try:
+            path = self.store.save(self.detector.state_arrays(), meta)
+        except (OSError, ValueError) as exc:
+            self.metrics.observe_checkpoint(False)
+            log.error("checkpoint failed: %s: %s", type(exc).__name__, exc)
+            return
+        self.metrics.observe_checkpoint(True)
+        log.info("checkpoint %s written: %d events learned, offsets %s", path.name,
+                 meta["n_events"], _show_offsets(learned))
+
+    # ------------------------------------------------------------- components
+
+    def _build_sinks(self) -> None:
+        cfg = self.config
+        producer = None
+        if "kafka" in (cfg.alerts.sink, cfg.dead_letter.sink):
+            producer = self._retry("the Kafka producer", self._build_producer)
+            if producer is None:
+                return
+        pretty = self.alerts_format == "pretty" or (
+            self.alerts_format == "auto" and sys.stdout.isatty())
+        render = _render_pretty if pretty else None
+        self.alerts = _sink(cfg.alerts.sink, cfg.alerts.topic, cfg.alerts.path, producer,
+                            "alerts", render)
+        self.dead_letters = _sink(cfg.dead_letter.sink, cfg.dead_letter.topic,
+                                  cfg.dead_letter.path, producer, "dead_letter", None)
+
+    def _build_producer(self) -> Any:
+        from streamgmm.stream.kafka_io import make_producer
+
+        kafka = self.config.source.kafka
+        return make_producer(_servers(kafka), producer_options(kafka))
+
+    def _build_source(self) -> Any:
+        cfg = self.config.source
+        if cfg.type == "generate":
+            g = cfg.generate
+            return GenerateSource(g.n_events, g.seed, g.events_per_second, g.fraud_rate,
+                                  cfg.batch_size)
+        if cfg.type == "file":
+            f = cfg.file
+            return FileSource(f.path, f.format, f.follow, f.poll_interval_s, cfg.batch_size)
+        if cfg.type == "stdin":
+            return StdinSource(cfg.file.format, cfg.batch_size)
+        from streamgmm.stream.kafka_io import KafkaSource
+
+        k = cfg.kafka
+        return KafkaSource(
+            _servers(k), k.group_id, topics=k.topics, pattern=k.pattern,
+            client_options=consumer_options(k), max_poll_records=k.max_poll_records,
+            on_assign=lambda tps: self.loop.on_assign(tps) if self.loop else None,
+            on_revoke=lambda tps: self.loop.on_revoke(tps) if self.loop else None,
+            reachability_window_s=k.broker_timeout_s,
+        )
+
+    def _retry(self, what: str, build: Callable[[], Any]) -> Any:
+        """``build()``, retried with backoff while no broker answers; None if stopped first."""
+        from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                return build()
+            except (KafkaTimeoutError, KafkaConnectionError) as exc:
+                log.warning("%s: no broker answered (%s); retrying in %.0fs", what,
+                            type(exc).__name__, delay)
+            # Waiting for the broker is not a stall: stay live, not ready.
+            self.health.mark_iteration()
+            self.health.set_broker_reachable(False)
+            self.stop.wait(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+        return None
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """Close source, sinks, detector and server within ``shutdown.timeout_s``."""
+        deadline = time.monotonic() + self.config.shutdown.timeout_s
+
+        def budget() -> float:
+            return max(0.5, deadline - time.monotonic())
+
+        if self.source is not None:
+            self.source.close(budget())
+        for sink in (self.dead_letters, self.alerts):  # the alerts sink owns a shared producer
+            if sink is not None:
+                sink.close(budget())
+        if self.detector is not None and hasattr(self.detector, "close"):
+            self.detector.close()
+        if self.audit is not None:
+            self.audit.close()
+        if self.server is not None:
+            self.server.shutdown(min(2.0, budget()))
+        log.info("stopped")
+
+    def summary(self, stats: LoopStats) -> None:
+        """The end-of-run summary: counts, rate, and precision/recall for the generated stream."""
+        fields: dict[str, Any] = {
+            "events": stats.consumed, "scored": stats.scored, "alerts": stats.alerts,
+            "dead_letters": stats.dead_letters, "replayed": stats.replayed,
+            "seconds": round(stats.elapsed_s, 2),
+            "events_per_s": round(stats.events_per_second, 1),
+        }
+        if self.evaluation is not None:
+            fields.update(self.evaluation.summary())
+        if self.config.logging.format == "json":
+            log.info("summary", extra={"fields": fields})
+        else:
+            sys.stderr.write(format_summary(fields))
+            sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class Evaluation:
+    """Precision and recall of the alerts against the generated stream's fraud labels.
+
+    The labels never reach the detector: the decoder reads only the configured
+    features. Only events scored by a ready model count (the warm-up events
+    are not scored).
+    """
+
+    def __init__(self, source: GenerateSource) -> None:
+        self.source = source
+        self.scored = 0
+        self.flagged = 0
+        self.true_positives = 0
+        self.frauds: Counter[str] = Counter()
+        self.caught: Counter[str] = Counter()
+
+    def __call__(self, records: Sequence[Record], scored: np.ndarray, flagged: np.ndarray) -> None:
+        """Count one batch: ``scored`` and ``flagged`` index ``records``."""
+        patterns = self.source.pop_labels([records[i] for i in scored])
+        hit = set(flagged.tolist())
+        self.scored += len(scored)
+        self.flagged += len(hit)
+        for i, pattern in zip(scored.tolist(), patterns, strict=True):
+            if pattern is None:
+                continue
+            self.frauds[pattern] += 1
+            if i in hit:
+                self.caught[pattern] += 1
+                self.true_positives += 1
+
+    def summary(self) -> dict[str, Any]:
+        """Precision, recall and recall per fraud pattern, as plain values."""
+        n_fraud = sum(self.frauds.values())
+        return {
+            "evaluated": self.scored,
+            "frauds": n_fraud,
+            "precision": round(self.true_positives / self.flagged, 4) if self.flagged else None,
+            "recall": round(self.true_positives / n_fraud, 4) if n_fraud else None,
+            "recall_by_pattern": {
+                p: round(self.caught[p] / n, 4) for p, n in sorted(self.frauds.items())
+            },
+        }
+
+
+def format_summary(fields: dict[str, Any]) -> str:
+    """The summary as a few readable lines."""
+    lines = [
+        "",
+        "streamgmm summary",
+        f"  events        {fields['events']} in {fields['seconds']:.1f} s "
+        f"({fields['events_per_s']:.0f} events/s)",
+        f"  alerts        {fields['alerts']}",
+        f"  dead letters  {fields['dead_letters']}",
+    ]
+    if fields.get("replayed"):
+        lines.append(f"  replayed      {fields['replayed']} (learned again after restart, "
+                     "no alerts)")
+    if "precision" in fields:
+        pct = _percent
+        lines += [
+            f"  evaluated     {fields['evaluated']} events after warm-up, "
+            f"{fields['frauds']} of them fraud (labels injected by the generator)",
+            f"  precision     {pct(fields['precision'])}  (alerts that are fraud)",
+            f"  recall        {pct(fields['recall'])}  (fraud that was alerted)",
+        ]
+        for pattern, recall in fields["recall_by_pattern"].items():
+            lines.append(f"    {pattern:<18} recall {pct(recall)}")
+    return "\n".join(lines) + "\n"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _sink(kind: str, topic: str | None, path: str | None, producer: Any, what: str,
+          render: Callable[[bytes], str] | None) -> Any:
+    if kind == "kafka":
+        from streamgmm.stream.kafka_io import KafkaSink
+
+        return KafkaSink(None, topic, producer=producer)
+    if kind == "file":
+        return JsonlFileSink(path, what)
+    if kind == "stdout":
+        return StreamSink(render=render)
+    return NullSink()
+
+
+def _render_pretty(value: bytes) -> str:
+    import json
+
+    return format_pretty(json.loads(value))
+
+
+def _servers(kafka: KafkaConfig) -> list[str]:
+    servers = kafka.bootstrap_servers
+    if isinstance(servers, str):
+        return [s.strip() for s in servers.split(",") if s.strip()]
+    return list(servers or [])
+
+
+_SECURITY_KEYS = (
+    "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+    "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password",
+)
+
+
+def _security(kafka: KafkaConfig) -> dict[str, Any]:
+    return {key: getattr(kafka, key) for key in _SECURITY_KEYS if getattr(kafka, key) is not None}
+
+
+def consumer_options(kafka: KafkaConfig) -> dict[str, Any]:
+    """kafka-python consumer settings from the ``source.kafka`` section."""
+    return {
+        "client_id": kafka.client_id,
+        "session_timeout_ms": kafka.session_timeout_ms,
+        "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "max_poll_interval_ms": kafka.max_poll_interval_ms,
+        "auto_offset_reset": kafka.auto_offset_reset,
+        **_security(kafka),
+        **kafka.client_options,
+    }
+
+
+def producer_options(kafka: KafkaConfig) -> dict[str, Any]:
+    """kafka-python producer settings: the connection's security and the shared client options.
+
+    Of ``client_options``, only those a producer knows (timeouts, backoffs,
+    metadata age...) are passed; consumer-only ones stay with the consumer.
+    """
+    from kafka import KafkaProducer
+
+    shared = {k: v for k, v in kafka.client_options.items() if k in KafkaProducer.DEFAULT_CONFIG}
+    return {"client_id": f"{kafka.client_id}-producer", **_security(kafka), **shared}
+
+
+def _show_offsets(offsets: dict[TP, int]) -> str:
+    if not offsets:
+        return "{}"
+    return ", ".join(f"{t}/{p}={o}" for (t, p), o in sorted(offsets.items()))
+
+
+def _detector_params(config: Config, feature_names: list[str]) -> dict[str, Any]:
+    """AnomalyDetector's keyword arguments from the ``detector`` section (as ``from_config``)."""
+    d = config.detector
+    select = d.refit.select_k
+    return {
+        "n_components": d.n_components,
+        "covariance_type": d.covariance_type,
+        "contamination": d.contamination,
+        "window": d.window,
+        "warmup": d.warmup,
+        "mode": d.mode,
+        "learn_from_anomalies": d.learn_from_anomalies,
+        "refit_every": d.refit.every_events,
+        "refit_seconds": d.refit.every_seconds,
+        "refit_n_init": d.refit.n_init,
+        "refit_enabled": d.refit.enabled,
+        "select_k": (select.min, select.max) if select.enabled else None,
+        "random_state": d.random_state,
+        "feature_names": list(feature_names),
+        "top_features": min(d.top_features, len(feature_names) or d.top_features),
+    }
