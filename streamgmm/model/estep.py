@@ -1,8 +1,8 @@
 """The E-step in log space, and batch sufficient statistics under responsibilities.
 
 Every function here is vectorised over a batch of events: the Mahalanobis terms
-of all components come from one matrix product, the scatter statistics of all
-components from another.
+of all components come from one matrix product, and each component's scatter
+from one symmetric product over the batch.
 """
 
 from __future__ import annotations
@@ -110,57 +110,51 @@ def batch_stats(
 ) -> SuffStats:
     """Centred sufficient statistics of X under responsibilities ``resp`` (n, k).
 
-    Second moments are taken about the batch mean, then re-centred on each
+    Full scatters are taken about each component's own mean (two passes, as
+    scikit-learn does): a component that has collapsed onto a few distinct
+    values, far from the data's centre, keeps a variance of exactly what it is
+    instead of the rounding error of a difference of large moments. The other
+    types take second moments about the batch mean and re-centre them on each
     component's mean, which keeps precision when the data sit far from the origin.
     """
     if sample_weight is not None:
         resp = resp * sample_weight[:, None]
     n_k = resp.sum(axis=0)
+    safe = np.where(n_k > 0, n_k, 1.0)
+    if covariance_type == "full":
+        mean = (resp.T @ X) / safe[:, None]
+        return SuffStats(covariance_type, n_k, mean, _full_scatter(X, resp, mean))
     total = n_k.sum()
     centre = (resp.sum(axis=1) @ X) / total if total > 0 else np.zeros(X.shape[1])
     xc = X - centre
-    first = resp.T @ xc
-    safe = np.where(n_k > 0, n_k, 1.0)
-    delta = first / safe[:, None]
+    delta = (resp.T @ xc) / safe[:, None]
     mean = centre + delta
-    scatter = _raw_scatter(xc, resp, covariance_type)
     # Re-centre: M_k = S_k - n_k delta_k delta_k^T.
-    if covariance_type == "full":
-        scatter -= n_k[:, None, None] * delta[:, :, None] * delta[:, None, :]
-    elif covariance_type == "tied":
+    if covariance_type == "tied":
+        scatter = (xc * resp.sum(axis=1)[:, None]).T @ xc
         scatter -= (delta * n_k[:, None]).T @ delta
     elif covariance_type == "diag":
+        scatter = resp.T @ (xc * xc)
         scatter -= n_k[:, None] * delta**2
     else:
+        scatter = resp.T @ np.einsum("ij,ij->i", xc, xc)
         scatter -= n_k * np.sum(delta**2, axis=1)
     return SuffStats(covariance_type, n_k, mean, scatter)
 
 
-def _raw_scatter(xc: np.ndarray, resp: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Second moments about the batch centre, in the scatter's shape."""
-    d = xc.shape[1]
-    if covariance_type == "full":
-        # Upper-triangle products of every event in one array, then one product
-        # with the responsibilities gives all components' scatter at once.
-        iu, ju = np.triu_indices(d)
-        q = np.empty((xc.shape[0], iu.size))
-        start = 0
-        for i in range(d):
-            np.multiply(xc[:, i : i + 1], xc[:, i:], out=q[:, start : start + d - i])
-            start += d - i
-        tri = resp.T @ q
-        k = resp.shape[1]
-        out = np.empty((k, d, d))
-        out[:, iu, ju] = tri
-        out[:, ju, iu] = tri
-        return out
-    if covariance_type == "tied":
-        w = resp.sum(axis=1)
-        return (xc * w[:, None]).T @ xc
-    sq = xc * xc
-    if covariance_type == "diag":
-        return resp.T @ sq
-    return resp.T @ sq.sum(axis=1)
+def _full_scatter(X: np.ndarray, resp: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Scatter of each component about its own mean: (k, d, d)."""
+    k, d = mean.shape
+    out = np.empty((k, d, d))
+    root = np.sqrt(resp)
+    y = np.empty_like(X)
+    for c in range(k):
+        # Weighting the centred rows by sqrt(r) makes the product y.T @ y, which
+        # numpy hands to a symmetric rank-k update (half the work of a general product).
+        np.subtract(X, mean[c], out=y)
+        y *= root[:, c : c + 1]
+        out[c] = y.T @ y
+    return out
 
 
 def chunks(n: int, size: int = CHUNK_ROWS):
