@@ -17,7 +17,7 @@ from streamgmm.detect.refit import RefitResult, Refitter
 from streamgmm.detect.threshold import RollingThreshold
 from streamgmm.detect.window import FeatureWindow
 from streamgmm.model.base import ConvergenceWarning, check_array
-from streamgmm.model.estep import log_gaussian_prob
+from streamgmm.model.estep import log_gaussian_prob, logsumexp_rows
 from streamgmm.model.gmm import GaussianMixture
 from streamgmm.model.online import OnlineGaussianMixture
 
@@ -269,9 +269,9 @@ class AnomalyDetector:
         if major.all():
             score = log_norm
         else:
-            with np.errstate(divide="ignore"):
-                score = (np.log(e[:, major].sum(axis=1)) + top[:, 0]
-                         - np.log(m.weights_[major].sum()))
+            # In log space from the major components' own maximum: an event far
+            # out along a minor component would underflow to -inf through ``e``.
+            score = logsumexp_rows(wlp[:, major]) - np.log(m.weights_[major].sum())
         return score, resp, log_norm, wlp
 
     def _threshold(self) -> float:

@@ -147,3 +147,25 @@ def test_novelty_mode_from_a_model_file_only_scores(tmp_path):
     np.testing.assert_allclose(det.model.means_, gm.means_)
     out2 = det.process(np.array([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0]]))
     assert out2.ready and out2.is_anomaly.tolist() == [False, True]
+
+
+def test_events_on_a_far_dense_cluster_get_finite_scores_and_stay_in_the_window():
+    # A light, tight component far from the rest: under it the other components'
+    # densities underflow, which once gave -inf scores that the threshold window
+    # dropped, so it fell out of step with the feature window and refits broke.
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(6000, 3))
+    cluster = rng.random(6000) < 0.01
+    X[cluster] = 60.0 + rng.normal(0, 1e-3, (cluster.sum(), 3))
+    det = AnomalyDetector(n_components=3, warmup=1000, window=2000, refit_every=1000,
+                          random_state=0)
+    det.process(X[:1000])
+    assert not det._major.all(), "the far cluster should be a minor component"
+    outs = [det.process(X[i:i + 250]) for i in range(1000, 6000, 250)]
+    det.wait_for_refit(timeout=20)
+    score = np.concatenate([o.score for o in outs])
+    flags = np.concatenate([o.is_anomaly for o in outs])
+    assert np.isfinite(score).all()
+    assert flags[cluster[1000:]].all()
+    assert len(det.threshold_) == len(det._window) == 2000
+    det.close()
