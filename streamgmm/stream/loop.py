@@ -285,7 +285,7 @@ class ConsumerLoop:
         """
         start = time.perf_counter()
         bounds = _partition_bounds(records)
-        decoded = self.source.decode(self.decoder, records)
+        decoded = self._decode(records)
         outcome = self._score_and_send(records, decoded, bounds)
         ok = self._deliver(outcome)
         if ok:
@@ -300,6 +300,13 @@ class ConsumerLoop:
                 self.source.seek(topic, partition, first)
         self._account(records, outcome, ok, time.perf_counter() - start)
         return ok
+
+    def _decode(self, records: list[Record]) -> Decoded:
+        # A CSV source decodes under its header; everything else is JSON.
+        source_decode = getattr(self.source, "decode", None)
+        if source_decode is not None:
+            return source_decode(self.decoder, records)
+        return self.decoder.decode(records)
 
     def _score_and_send(
         self, records: list[Record], decoded: Decoded, bounds: dict[TP, tuple[int, int]]
