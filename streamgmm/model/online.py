@@ -9,6 +9,7 @@ than five hundred.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -186,10 +187,11 @@ class OnlineGaussianMixture(FittedMixtureMixin, EstimatorMixin):
         **params
             Constructor parameters (default: the model's own).
         """
-        if not hasattr(model, "precisions_cholesky_"):
+        if isinstance(model, (str, os.PathLike)):
             from streamgmm.model.io import load
 
             model = load(model)
+        model._check_fitted()
         if isinstance(model, OnlineGaussianMixture):
             params = {**model.get_params(), **params}
         params.setdefault("n_components", model.weights_.shape[0])
@@ -283,7 +285,9 @@ class OnlineGaussianMixture(FittedMixtureMixin, EstimatorMixin):
         total = float(X.shape[0] if sample_weight is None else sample_weight.sum())
         if not total > 0:
             return 0.0
-        batch = batch_stats(X, resp, self.covariance_type, sample_weight)
+        with np.errstate(invalid="ignore", over="ignore"):
+            # A non-finite event surfaces in the batch statistics, checked next.
+            batch = batch_stats(X, resp, self.covariance_type, sample_weight)
         _check_finite_batch(batch, X)
         step = self.schedule_.step(self.t_, total)
         stats = self.stats_.scale(1.0 - step).merge(batch.scale(step / total))

@@ -47,13 +47,20 @@ class StepSchedule:
 class DriftMonitor:
     """Page-Hinkley test for a fall of the stream's mean log-likelihood.
 
-    Each batch's weighted mean log-likelihood is compared with a slow running
-    reference, in units of the batch mean's standard error; the test alarms when
-    the accumulated shortfall (less an allowance of half a standard error per
-    batch) exceeds ``threshold``.
+    Events are pooled into blocks of at least ``BLOCK_EVENTS`` (weights summed),
+    whatever the poll size, so the false-alarm rate per event does not grow as
+    polls shrink. Each block's weighted mean log-likelihood is compared with a
+    slow running reference, in units of the block mean's standard error; the
+    test alarms when the accumulated shortfall (less an allowance of half a
+    standard error per block) exceeds ``threshold``. Each event's
+    log-likelihood is first clipped at ``CLIP`` reference standard deviations
+    below the reference mean, so a few outliers cannot raise an alarm while a
+    block that fits badly throughout still does at once.
     """
 
     ALLOWANCE = 0.5
+    CLIP = 4.0
+    BLOCK_EVENTS = 500.0
     REFERENCE_EVENTS = 2000.0
 
     def __init__(self, threshold: float | None):
@@ -61,35 +68,52 @@ class DriftMonitor:
         self.mean = np.nan
         self.var = np.nan
         self.cusum = 0.0
+        # The open block: weight, and weighted sums of (x - mean) and its square.
+        self.block = np.zeros(3)
 
     def update(self, log_lik: np.ndarray, weights: np.ndarray | None = None) -> bool:
         """Feed one batch's per-event log-likelihoods; True when drift is detected."""
         if self.threshold is None or log_lik.size == 0:
             return False
         w = np.ones_like(log_lik) if weights is None else weights
-        total = float(w.sum())
-        if total <= 0:
+        ref = self.mean if np.isfinite(self.mean) else 0.0
+        dev = log_lik - ref
+        if np.isfinite(self.mean):
+            dev = np.maximum(dev, -self.CLIP * np.sqrt(self.var))
+        wd = w * dev
+        self.block += (float(w.sum()), float(wd.sum()), float(wd @ dev))
+        total = self.block[0]
+        if total < self.BLOCK_EVENTS:
             return False
-        m = float(w @ log_lik) / total
-        v = float(w @ (log_lik - m) ** 2) / total
+        shift = self.block[1] / total
+        m = ref + shift
+        v = max(self.block[2] / total - shift**2, 1e-12)
+        self.block[:] = 0.0
+        return self._test(m, v, total)
+
+    def _test(self, m: float, v: float, total: float) -> bool:
+        """Page-Hinkley step for one closed block of mean ``m`` and variance ``v``."""
         if not np.isfinite(self.mean):
-            self.mean, self.var = m, max(v, 1e-12)
+            self.mean, self.var = m, v
             return False
         se = np.sqrt(max(self.var, 1e-12) / total)
         self.cusum = max(0.0, self.cusum + (self.mean - m) / se - self.ALLOWANCE)
-        rate = min(1.0, total / self.REFERENCE_EVENTS)
         if self.cusum > self.threshold:
-            self.mean, self.var, self.cusum = m, max(v, 1e-12), 0.0
+            self.mean, self.var, self.cusum = m, v, 0.0
             return True
+        rate = min(1.0, total / self.REFERENCE_EVENTS)
         self.mean += rate * (m - self.mean)
         self.var += rate * (v - self.var)
         return False
 
     def to_array(self) -> np.ndarray:
-        return np.array([self.mean, self.var, self.cusum])
+        return np.concatenate([[self.mean, self.var, self.cusum], self.block])
 
     @classmethod
     def from_array(cls, threshold: float | None, arr: np.ndarray) -> DriftMonitor:
         mon = cls(threshold)
-        mon.mean, mon.var, mon.cusum = (float(x) for x in arr)
+        arr = np.asarray(arr, dtype=np.float64)
+        mon.mean, mon.var, mon.cusum = (float(x) for x in arr[:3])
+        if arr.size >= 6:
+            mon.block = arr[3:6].copy()
         return mon
