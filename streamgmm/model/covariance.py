@@ -83,9 +83,10 @@ def precision_cholesky_from_precisions(
             out[c] = low[::-1, ::-1]
         return out if covariance_type == "full" else out[0]
     if np.any(~(precisions > 0.0)):
-        bad = int(np.flatnonzero(~(np.ravel(precisions) > 0.0))[0])
+        flat = np.ravel(precisions)
+        bad = int(np.flatnonzero(~(flat > 0.0))[0])
         raise ValueError(
-            f"precisions_init: expected positive precisions, got {np.ravel(precisions)[bad]!r} "
+            f"precisions_init: expected positive precisions, got {float(flat[bad])!r} "
             f"at index {bad}"
         )
     return np.sqrt(precisions)
