@@ -176,6 +176,9 @@ class _Daemon:
         kafka = cfg.source.type == "kafka"
         return LoopSettings(
             poll_timeout_s=cfg.source.kafka.poll_timeout_ms / 1000 if kafka else 0.5,
+            # A flush that waits on a dead broker must leave room in the shutdown
+            # budget for the checkpoint and the closes.
+            flush_timeout_s=min(30.0, max(1.0, cfg.shutdown.timeout_s / 2)),
             include_features=cfg.alerts.include_features,
             dead_letters_as_json=cfg.dead_letter.sink != "kafka",
             checkpoint_interval_s=cfg.checkpoint.interval_s,

@@ -153,3 +153,47 @@ def test_bad_config_exits_2_with_the_problem(tmp_path):
     done = run(["--config", str(cfg)])
     assert done.returncode == 2
     assert b"detector.contamination" in done.stderr
+
+
+def test_restart_with_a_checkpoint_goes_on_after_the_last_line(tmp_path):
+    lines, bad, _ = stream(n=400, seed=4)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    ckpt = tmp_path / "ckpt"
+    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
+                 {"sink": "none"})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["checkpoint"] = {"dir": str(ckpt), "interval_s": 3600}
+    cfg.write_text(yaml.safe_dump(doc))
+    assert run(["--config", str(cfg)]).returncode == 0
+    assert len(read_audit(tmp_path / "audit.txt")) == 400 - len(bad)
+    more, _, _ = stream(n=100, seed=5)
+    with events.open("ab") as handle:
+        handle.write(b"\n".join(more) + b"\n")
+    done = run(["--config", str(cfg)])
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    audit = read_audit(tmp_path / "audit.txt")
+    second = audit[400 - len(bad):]
+    assert second and all(int(i.rsplit("/", 1)[1]) > 400 for i in second)
+    from streamgmm.service.checkpoint import CheckpointStore
+
+    meta = CheckpointStore(ckpt).load_latest().meta
+    assert meta["offsets"] == [[str(events), 0, 501]]
+    assert meta["n_events"] == len(audit)
+
+
+def test_a_checkpoint_of_other_features_is_refused(tmp_path):
+    lines, _, _ = stream(n=200)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
+                 {"sink": "none"})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["checkpoint"] = {"dir": str(tmp_path / "ckpt")}
+    cfg.write_text(yaml.safe_dump(doc))
+    assert run(["--config", str(cfg)]).returncode == 0
+    doc["features"]["fields"] = [{"name": "a", "transform": "log1p"}, {"name": "b"}]
+    cfg.write_text(yaml.safe_dump(doc))
+    done = run(["--config", str(cfg)])
+    assert done.returncode == 1
+    assert b"feature_fingerprint" in done.stderr and b"cannot start" in done.stderr

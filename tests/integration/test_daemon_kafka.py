@@ -263,3 +263,29 @@ def test_sigterm_checkpoint_restart_and_replay(broker, topic_factory, tmp_path):
     assert committed == ends and sum(ends.values()) == 750
     alert_ids = [json.loads(x)["alert_id"] for x in (tmp_path / "alerts.jsonl").open()]
     assert set(alert_ids) <= set(first) | set(second) | set(third)
+
+
+def test_produce_sends_the_generated_stream_keyed_by_card(broker, topic_factory, tmp_path):
+    topic = topic_factory(partitions=2)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "streamgmm", "produce", "--bootstrap-servers",
+                           broker.bootstrap, "--topic", topic, "--rate", "400", "-n", "200",
+                           "--seed", "7"], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert time.monotonic() - start >= 0.45  # 200 events at 400/s take half a second
+    assert b"200 events sent" in done.stderr
+    records = read_topic(broker.bootstrap, topic, expect=200)
+    events = sorted((json.loads(r.value) for r in records), key=lambda e: e["txn_id"])
+    assert [e["txn_id"] for e in events] == [f"t{i:09d}" for i in range(1, 201)]
+    assert all(r.key == json.loads(r.value)["card_id"].encode() for r in records)
+    # A recorded file replays as it is, bad lines included.
+    replay = tmp_path / "events.jsonl"
+    replay.write_text('{"card_id": "c1", "amount": 3}\nnot json\n{"amount": 4}\n')
+    other = topic_factory()
+    done = subprocess.run([sys.executable, "-m", "streamgmm", "produce", "--bootstrap-servers",
+                           broker.bootstrap, "--topic", other, "--rate", "0", "--file",
+                           str(replay)], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    got = sorted((r.value, r.key) for r in read_topic(broker.bootstrap, other, expect=3))
+    assert got == sorted([(b'{"card_id": "c1", "amount": 3}', b"c1"), (b"not json", None),
+                          (b'{"amount": 4}', None)])
