@@ -58,7 +58,9 @@ def _inverse_cholesky_t(cov: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(chol)):
         raise ValueError(SINGULAR_MESSAGE)
     eye = np.broadcast_to(np.eye(cov.shape[-1]), cov.shape)
-    return np.swapaxes(np.tril(np.linalg.solve(chol, eye)), -1, -2)
+    # Contiguous, as a loaded model's arrays are: the E-step's products sum in an
+    # order that depends on memory layout, and a saved model must score the same.
+    return np.ascontiguousarray(np.swapaxes(np.tril(np.linalg.solve(chol, eye)), -1, -2))
 
 
 def precision_cholesky_from_precisions(

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from streamgmm.model.covariance import COVARIANCE_TYPES, expected_shape
 
 FORMAT = "streamgmm-model"
 FORMAT_VERSION = 1
@@ -77,13 +80,16 @@ def read_model_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a model file (a directory or a special file)")
+    if not zipfile.is_zipfile(path):
+        # Checked before numpy looks at it: numpy would guess "pickled data" for
+        # any other file and suggest loading it unsafely.
         raise ModelFileError(
-            f"{path}: not a readable streamgmm model file (truncated or foreign: {exc})"
-        ) from None
+            f"{path}: not a streamgmm model file (not a complete .npz archive: "
+            "truncated, or another kind of file)"
+        )
+    arrays = _read_arrays(path)
     if "meta" not in arrays:
         raise ModelFileError(f"{path}: not a streamgmm model file (no 'meta' entry)")
     try:
@@ -101,7 +107,51 @@ def read_model_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     missing = [name for name in _FITTED if name not in arrays]
     if missing:
         raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}")
+    _check_fitted_arrays(path, meta, arrays)
     return meta, arrays
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every entry of the archive as a plain array; never unpickles."""
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for name in data.files:
+                try:
+                    arrays[name] = data[name]
+                except ValueError as exc:
+                    raise ModelFileError(
+                        f"{path}: entry {name!r} is not a plain numeric array ({exc}); "
+                        "model files hold plain arrays only and are never unpickled"
+                    ) from None
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+        raise ModelFileError(f"{path}: corrupt model file ({exc})") from None
+    return arrays
+
+
+def _check_fitted_arrays(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """The fitted arrays have the shapes their covariance type implies, and are finite."""
+    params = meta.get("params", {})
+    covariance_type = params.get("covariance_type")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ModelFileError(f"{path}: unknown covariance_type {covariance_type!r}")
+    means = arrays["means_"]
+    if means.ndim != 2:
+        raise ModelFileError(f"{path}: means_ should be 2-D, got shape {means.shape}")
+    k, d = means.shape
+    want = {"weights_": (k,), "means_": (k, d)}
+    want["covariances_"] = want["precisions_cholesky_"] = expected_shape(covariance_type, k, d)
+    for name, shape in want.items():
+        arr = arrays[name]
+        if arr.shape != shape or arr.dtype.kind != "f":
+            raise ModelFileError(
+                f"{path}: {name} should be a float array of shape {shape} for "
+                f"covariance_type {covariance_type!r}, got {arr.dtype} {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ModelFileError(f"{path}: {name} holds non-finite values")
 
 
 def load(path):
