@@ -96,8 +96,10 @@ def run_daemon(
     if daemon.loop is None:  # stopped while waiting for the broker
         daemon.close()
         return 0
-    stats = daemon.loop.run(stop)
-    daemon.close()
+    try:
+        stats = daemon.loop.run(stop)
+    finally:  # an unexpected error still leaves the group and closes the producer
+        daemon.close()
     daemon.summary(stats)
     return 0
 
