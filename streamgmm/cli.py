@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Commands that process a stream in micro-batches. They run with one BLAS thread
+# per Python thread: a batch of a few hundred events gains nothing from BLAS
+# threads, the background refit thread takes the other core, and several
+# spinning BLAS thread pools on few cores made small products up to 100x slower.
+# Setting OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS overrides it.
+_STREAMING_COMMANDS = {"run", "produce"}
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 # Each module named here exposes ``register(subparsers)``, which adds its
 # sub-command(s) and sets ``func`` (taking the parsed args, returning an exit code).
@@ -31,7 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _limit_blas_threads(argv: list[str]) -> None:
+    """One BLAS thread for streaming commands, unless the user chose otherwise.
+
+    Must run before numpy is first imported, which is why the command modules
+    are imported only after it.
+    """
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in _STREAMING_COMMANDS and "numpy" not in sys.modules and not any(
+        v in os.environ for v in _BLAS_THREAD_VARS
+    ):
+        for var in _BLAS_THREAD_VARS:
+            os.environ[var] = "1"
+
+
 def main(argv: list[str] | None = None) -> int:
+    _limit_blas_threads(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

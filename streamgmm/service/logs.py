@@ -56,6 +56,9 @@ def redact(value: Any) -> Any:
     """Return ``value`` with every secret-named key's value replaced, recursively."""
     if isinstance(value, dict):
         return {k: REDACTED if is_secret_key(k) else redact(v) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        # A namedtuple (kafka-python logs TopicPartition): rebuilt field by field.
+        return type(value)(*(redact(v) for v in value))
     if isinstance(value, (list, tuple)):
         return type(value)(redact(v) for v in value)
     return value

@@ -124,3 +124,16 @@ def test_mismatched_format_args_do_not_raise_from_the_filter():
     record = logging.makeLogRecord({"msg": "two %s %s", "args": ("only-one",)})
     assert RedactionFilter().filter(record) is True
     assert record.args == ("only-one",)
+
+
+def test_namedtuple_arguments_pass_through_redaction():
+    """kafka-python logs TopicPartition (a namedtuple) as a format argument."""
+    from collections import namedtuple
+
+    from streamgmm.service.logs import redact
+
+    TopicPartition = namedtuple("TopicPartition", ["topic", "partition"])
+    tp = TopicPartition("events", 3)
+    assert redact(tp) == tp and type(redact(tp)) is TopicPartition
+    assert redact({"parts": [tp], "sasl_plain_password": "x"}) == {
+        "parts": [tp], "sasl_plain_password": "***"}
