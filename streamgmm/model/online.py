@@ -14,7 +14,12 @@ import warnings
 
 import numpy as np
 
-from streamgmm.model.base import ConvergenceWarning, EstimatorMixin, check_array
+from streamgmm.model.base import (
+    ConvergenceWarning,
+    EstimatorMixin,
+    NotFittedError,
+    check_array,
+)
 from streamgmm.model.covariance import check_covariance_type, n_parameters
 from streamgmm.model.em import MixtureParams, final_stats
 from streamgmm.model.estep import batch_stats
@@ -177,7 +182,8 @@ class OnlineGaussianMixture(FittedMixtureMixin, EstimatorMixin):
 
         Parameters
         ----------
-        model : GaussianMixture, OnlineGaussianMixture, or path of a model file
+        model : GaussianMixture (streamgmm's or scikit-learn's), OnlineGaussianMixture,
+            or the path of a model file
         n_events : float, default=None
             Number of events the fitted model stands for; the schedule continues
             from there. Default: an online model's ``n_effective_``, else the rows
@@ -191,7 +197,8 @@ class OnlineGaussianMixture(FittedMixtureMixin, EstimatorMixin):
             from streamgmm.model.io import load
 
             model = load(model)
-        model._check_fitted()
+        if not hasattr(model, "precisions_cholesky_"):
+            raise NotFittedError(f"model: expected a fitted mixture, got an unfitted {model!r}")
         if isinstance(model, OnlineGaussianMixture):
             params = {**model.get_params(), **params}
         params.setdefault("n_components", model.weights_.shape[0])
@@ -200,7 +207,9 @@ class OnlineGaussianMixture(FittedMixtureMixin, EstimatorMixin):
         online = cls(**params)
         if X is not None:
             X = check_array(X, n_features=model.n_features_in_)
-            stats = final_stats(X, model._get_params())
+            stats = final_stats(X, MixtureParams(
+                model.covariance_type, model.weights_, model.means_, model.covariances_,
+                model.precisions_cholesky_))
             n_events = X.shape[0] if n_events is None else n_events
         elif hasattr(model, "stats_"):
             stats = model.stats_.copy()
