@@ -286,7 +286,10 @@ class AnomalyDetector:
         ----------
         X : array-like of shape (n_events, n_features)
         learn : bool, default=True
-            Update the model (anomaly mode only).
+            Record the batch: update the model (anomaly mode), the threshold and
+            feature windows and the event count. False scores the batch without
+            changing any state (e.g. a batch redone after a failed delivery,
+            which was recorded the first time); during warm-up it returns NaN.
         alert : bool, default=True
             False replays events already alerted (learn-only): the same learning
             as the first pass, with no flags returned.
@@ -296,7 +299,7 @@ class AnomalyDetector:
                             self.model.n_features_in_)
             self._apply_refit(self._refitter.poll())
             if self.model is None:
-                return self._buffer_warmup(X)
+                return self._buffer_warmup(X) if learn else self._empty(*X.shape)
             return self._process_ready(X, learn, alert)
 
     def _buffer_warmup(self, X: np.ndarray) -> Detections:
@@ -330,18 +333,23 @@ class AnomalyDetector:
         shares = mahalanobis_shares(X, component, m.means_, m.precisions_cholesky_,
                                     m.covariance_type)
         idx, top = top_features(shares, self.n_top)
-        if learn and self.mode == "anomaly":
+        if learn:
+            self._record(X, score, below, resp, log_norm)
+        return Detections(score, flagged, np.full(n, thr), pct, component, idx, top,
+                          self.model_version, ready)
+
+    def _record(self, X, score, below, resp, log_norm) -> None:
+        """Enter a scored batch into the model, the windows and the count."""
+        if self.mode == "anomaly":
             weights = None if self.learn_from_anomalies else (~below).astype(np.float64)
-            m.learn(X, resp, log_norm, weights)
+            self.model.learn(X, resp, log_norm, weights)
             self._update_major()
-        seq = self.n_events_ + np.arange(n)
-        self.n_events_ += n
+        seq = self.n_events_ + np.arange(X.shape[0])
+        self.n_events_ += X.shape[0]
         if self._frozen_threshold is None:
             self.threshold_.push(score)
             self._window.push(X, seq)
         self._maybe_refit()
-        return Detections(score, flagged, np.full(n, thr), pct, component, idx, top,
-                          self.model_version, ready)
 
     # -- refits --------------------------------------------------------------
     def _maybe_refit(self) -> None:
