@@ -15,7 +15,8 @@ detectors run in one process:
 - **HST**: River's ``HalfSpaceTrees`` (25 trees, height 15, window 250),
   features min-max scaled with the minimum and maximum of the first 2,000
   events (not clipped); ``score_one`` then ``learn_one`` per event.
-- **naive**: scikit-learn's ``GaussianMixture`` (4 components, full) fitted on
+- **naive**: scikit-learn's ``GaussianMixture`` (8 components, full; the count that
+  reproduces the reference anchors on cardio and mammography) fitted on
   the first 5,000 events, which it scores in-sample; then every 20,000 events
   refitted from scratch on the last 20,000 and used for the next 20,000.
 
@@ -86,11 +87,11 @@ def run_naive(X: np.ndarray, first: int = 5000, every: int = 20_000) -> np.ndarr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = min(first, X.shape[0])
-        gm = SkGM(4, random_state=0).fit(X[:start])
+        gm = SkGM(8, random_state=0).fit(X[:start])
         out[:start] = gm.score_samples(X[:start])
         for t in range(start, X.shape[0], every):
             if t > start:
-                gm = SkGM(4, random_state=0).fit(X[max(0, t - every):t])
+                gm = SkGM(8, random_state=0).fit(X[max(0, t - every):t])
             out[t:t + every] = gm.score_samples(X[t:t + every])
     return -out
 
@@ -106,6 +107,9 @@ def evaluate(method: str, X: np.ndarray, y: np.ndarray, batch: int) -> dict:
     seconds = time.perf_counter() - start
     if not np.all(np.isfinite(s)):
         raise RuntimeError(f"{method}: {np.sum(~np.isfinite(s))} scores are not finite")
+    if y.min() == y.max():  # e.g. a prefix of http that holds no attack yet
+        return {"auc": float("nan"), "ap": float("nan"), "eps": X.shape[0] / seconds,
+                "n": X.shape[0], "seconds": seconds}
     return {"auc": roc_auc_score(y, s), "ap": average_precision_score(y, s),
             "eps": X.shape[0] / seconds, "n": X.shape[0], "seconds": seconds}
 
@@ -121,8 +125,12 @@ def load(name: str, max_events: int | None) -> tuple[np.ndarray, np.ndarray] | N
 def report_goals(order: str, res: dict, names: list[str], methods: list[str]) -> None:
     if "streamgmm" not in methods:
         return
-    ap = {m: np.array([res[(order, d, m)]["ap"] for d in names]) for m in methods}
-    print(f"goals, {order} order ({len(names)} data sets):")
+    scored = [d for d in names if np.isfinite(res[(order, d, "streamgmm")]["ap"])]
+    skipped = sorted(set(names) - set(scored))
+    ap = {m: np.array([res[(order, d, m)]["ap"] for d in scored]) for m in methods}
+    print(f"goals, {order} order ({len(scored)} data sets"
+          f"{'; no anomaly in ' + ', '.join(skipped) if skipped else ''}):")
+    names = scored
     for other, need in (("hst", 5), ("naive", 4)):
         if other not in methods:
             continue
@@ -136,7 +144,7 @@ def report_goals(order: str, res: dict, names: list[str], methods: list[str]) ->
               f"{' OK' if mean_s > mean_o else ' MISSED'}")
     if "hst" in methods:
         def speed(m):
-            cells = [res[(order, d, m)] for d in names]
+            cells = [res[(order, d, m)] for d in names + skipped]
             return sum(c["n"] for c in cells) / sum(c["seconds"] for c in cells)
         ratio = speed("streamgmm") / speed("hst")
         print(f"  speed {ratio:.0f}x HST (goal >= 100x){' OK' if ratio >= 100 else ' MISSED'}")
