@@ -3,8 +3,9 @@
 Liveness means the consumer loop is iterating (a poll returned, even an empty
 one); it never depends on the broker, so a broker outage cannot get every pod
 restarted at once. Readiness means the broker is reachable and a model is
-ready; a replica with no partitions assigned is ready and idle, otherwise a
-rollout would hang on it.
+ready; a replica that the group gave no partitions is ready and idle,
+otherwise a rollout would hang on it. Before its first assignment (the group
+join) a replica without a model is not ready.
 
 prometheus-client's ``start_http_server`` answers every path with metrics, so
 :func:`make_app` routes ``/metrics`` to its WSGI app and answers ``/healthz``
@@ -64,7 +65,8 @@ class HealthState:
         self._iterated = False
         self._broker: bool | None = None
         self._model_ready = False
-        self._assigned = 0
+        # None until the first assignment: joining the group is not being idle.
+        self._assigned: int | None = None
         if metrics is not None:
             metrics.model_ready.set(0)
             metrics.broker_up.set(0)
@@ -92,7 +94,7 @@ class HealthState:
             self._metrics.model_ready.set(1 if ready else 0)
 
     def set_assignment(self, n_partitions: int) -> None:
-        """Record how many partitions this replica is assigned."""
+        """Record how many partitions this replica is assigned (0: ready and idle)."""
         with self._lock:
             self._assigned = int(n_partitions)
         if self._metrics is not None:
@@ -120,9 +122,14 @@ class HealthState:
         return ok, body
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Return ``(ok, body)``: ok when the broker is up and the model ready."""
+        """Return ``(ok, body)``: ok when the broker is up and the model ready.
+
+        A replica assigned no partitions needs no model to be ready: it has
+        nothing to score, and warming up would wait for events it never gets.
+        """
         body = self.snapshot()
-        ok = body["broker"] == "up" and body["model"] == "ready"
+        idle = body["assigned_partitions"] == 0
+        ok = body["broker"] == "up" and (body["model"] == "ready" or idle)
         body["status"] = "ready" if ok else "not_ready"
         return ok, body
 

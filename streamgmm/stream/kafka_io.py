@@ -294,7 +294,8 @@ class KafkaSource:
         """Replay queued rebalance events on this (the polling) thread."""
         while self._events:
             kind, partitions = self._events.popleft()
-            if not partitions:
+            # An empty assignment still counts: the replica joined and is idle.
+            if not partitions and kind == "revoke":
                 continue
             if kind == "revoke":
                 log.info("partitions revoked: %s", partitions)
