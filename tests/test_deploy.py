@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streamgmm.service.config import load_config
+from streamgmm.service.config import ConfigError, load_config
 from streamgmm.service.metrics import Metrics
 from streamgmm.service.promql import metric_names
 
@@ -302,6 +302,50 @@ def test_services_and_pdb_select_the_pods():
         assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
     pdb = k8s_resource("PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_statefulset_references_resolve(tmp_path):
+    """The ConfigMap, its key and the env overrides the pod uses are ones the daemon reads."""
+    pod = k8s_resource("StatefulSet")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config_mount = next(m for m in container["volumeMounts"]
+                        if container["args"][-1].startswith(m["mountPath"] + "/"))
+    configmap = k8s_resource("ConfigMap")
+    assert volumes[config_mount["name"]]["configMap"]["name"] == configmap["metadata"]["name"]
+    key = container["args"][-1][len(config_mount["mountPath"]) + 1:]
+    assert key in configmap["data"]
+    # Every STREAMGMM__ variable names a config key: the loader rejects unknown ones.
+    env = {e["name"]: "streamgmm-0" for e in container["env"]
+           if e["name"].startswith("STREAMGMM__")}
+    assert env
+    path = tmp_path / "config.yaml"
+    path.write_text(configmap["data"][key])
+    config = load_config(path, env=env)
+    assert config.source.kafka.client_id == "streamgmm-0"
+    with pytest.raises(ConfigError, match="unknown key 'client_idd'"):
+        load_config(path, env={"STREAMGMM__SOURCE__KAFKA__CLIENT_IDD": "x"})
+
+
+def test_the_image_default_config_validates():
+    copies = [arg.split() for kind, arg in dockerfile_instructions()
+              if kind == "COPY" and arg.split()[-1] == "/etc/streamgmm/config.yaml"]
+    [[source, _]] = copies
+    config = load_config(ROOT / source, env={})
+    assert config.metrics.enabled and config.metrics.port == 9108
+    assert config.checkpoint.dir is None or config.checkpoint.dir.startswith(
+        "/var/lib/streamgmm")
+
+
+def test_compose_prometheus_loads_the_rules_it_mounts():
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    mounts = dict(v.split(":")[:2] for v in
+                  yaml.safe_load(COMPOSE.read_text())["services"]["prometheus"]["volumes"])
+    loaded = []
+    for pattern in scrape["rule_files"]:
+        host_dir = next(h for h, c in mounts.items() if pattern.startswith(c + "/"))
+        loaded += sorted((DEPLOY / host_dir).glob(pattern[len(mounts[host_dir]) + 1:]))
+    assert [p.resolve() for p in loaded] == [RULES.resolve()]
 
 
 def test_configmap_config_keys_follow_the_example(tmp_path):
