@@ -446,6 +446,17 @@ def _security(kafka: KafkaConfig) -> dict[str, Any]:
     return {key: getattr(kafka, key) for key in _SECURITY_KEYS if getattr(kafka, key) is not None}
 
 
+def reconnect_backoff_max_ms(kafka: KafkaConfig) -> int:
+    """The longest wait between reconnection attempts: a quarter of ``broker_timeout_s``, 1-5 s.
+
+    kafka-python backs off up to 30 s by default, so after an outage a
+    consumer could sit idle for half a minute with the broker back; this
+    keeps recovery within a few seconds of the broker's return while an
+    outage costs a handful of connection attempts a second at most.
+    """
+    return int(1000 * min(5.0, max(1.0, kafka.broker_timeout_s / 4)))
+
+
 def consumer_options(kafka: KafkaConfig) -> dict[str, Any]:
     """kafka-python consumer settings from the ``source.kafka`` section."""
     return {
@@ -454,6 +465,7 @@ def consumer_options(kafka: KafkaConfig) -> dict[str, Any]:
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
         "auto_offset_reset": kafka.auto_offset_reset,
+        "reconnect_backoff_max_ms": reconnect_backoff_max_ms(kafka),
         **_security(kafka),
         **kafka.client_options,
     }
@@ -468,7 +480,9 @@ def producer_options(kafka: KafkaConfig) -> dict[str, Any]:
     from kafka import KafkaProducer
 
     shared = {k: v for k, v in kafka.client_options.items() if k in KafkaProducer.DEFAULT_CONFIG}
-    return {"client_id": f"{kafka.client_id}-producer", **_security(kafka), **shared}
+    return {"client_id": f"{kafka.client_id}-producer",
+            "reconnect_backoff_max_ms": reconnect_backoff_max_ms(kafka),
+            **_security(kafka), **shared}
 
 
 def _show_offsets(offsets: dict[TP, int]) -> str:

@@ -26,6 +26,14 @@ without alerts (they were alerted before), a batch redone after a failed
 commit alerts again without learning twice, and the model neither misses nor
 double-learns an event. On assignment the loop seeks a partition to ``M``
 when ``M < K``.
+
+A partition taken away keeps its ``M`` (an eager rebalance revokes and gives
+back the same partitions, and a batch whose commit the rebalance failed must
+then be redone without learning it twice), together with the committed
+offset last known. If it comes back and the group's committed offset has
+moved meanwhile, another member processed it: ``M`` is raised to that offset,
+so the partition goes on from the committed offset and this replica's model
+does not replay events another replica handled.
 """
 
 from __future__ import annotations
@@ -194,6 +202,8 @@ class ConsumerLoop:
         self.partitioned = bool(getattr(source, "partitioned", True))
         self.learned: dict[TP, int] = {}
         self.committed: dict[TP, int | None] = {}
+        # Partitions taken away: the committed offset known when they left.
+        self._released: dict[TP, int | None] = {}
         self.stats = LoopStats()
         self.threshold = float("nan")
         self.model_version = 0
@@ -219,6 +229,7 @@ class ConsumerLoop:
             tp = (topic, partition)
             committed = self._ask_committed(tp)
             self.committed[tp] = committed
+            self._take_back(tp, committed)
             learned = self.learned.get(tp)
             if learned is not None and (committed is None or learned < committed):
                 self.source.seek(topic, partition, learned)
@@ -237,10 +248,22 @@ class ConsumerLoop:
             log.warning("%s/%d: committed offset unknown (%s): %s", *tp, type(exc).__name__, exc)
             return None
 
+    def _take_back(self, tp: TP, committed: int | None) -> None:
+        """Skip what another member processed while ``tp`` was away from this one."""
+        if tp not in self._released:
+            return
+        before = self._released.pop(tp)
+        if committed is None or committed == before or tp not in self.learned:
+            return  # nobody else committed: keep replay and redo as they were
+        if self.learned[tp] < committed:
+            log.info("%s/%d: processed elsewhere up to %d meanwhile; going on from there",
+                     *tp, committed)
+        self.learned[tp] = max(self.learned[tp], committed)
+
     def on_revoke(self, partitions: list[TP]) -> None:
         """Forget the committed offsets of partitions taken away (no broker calls here)."""
         for tp in partitions:
-            self.committed.pop(tp, None)
+            self._released[tp] = self.committed.pop(tp, None)
         if self.metrics is not None:
             self.metrics.drop_partitions(partitions)
         self._set_assignment()

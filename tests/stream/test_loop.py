@@ -233,8 +233,6 @@ def test_a_failed_batch_is_redone_without_learning_twice(tmp_path, failure):
     assert metric._value.get() >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="AnomalyDetector.process(learn=False) still counts the "
-                   "events in n_events_ and pushes them into its threshold and feature windows")
 def test_a_redone_batch_leaves_the_detector_count_alone(tmp_path):
     records, _, loop, _ = run_with_a_failure(tmp_path, "commit", detector())
     assert loop.detector.n_events_ == len(records)
