@@ -115,6 +115,26 @@ def _install_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+class _ProbedHealth(HealthState):
+    """Health whose broker state is read from the source when a probe asks.
+
+    The loop records the broker's state once per iteration, but during an
+    outage it can sit in one flush or commit for seconds (their timeouts);
+    readiness must turn false after ``broker_timeout_s`` all the same. The
+    source's check reads when its connections last received bytes, without a
+    call of its own, so it is safe from the probe's thread.
+    """
+
+    source: Any = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The probe bodies' state, with the broker's reachability as of now."""
+        check = getattr(self.source, "broker_reachable", None)
+        if check is not None:
+            self.set_broker_reachable(check())
+        return super().snapshot()
+
+
 class _Daemon:
     """Everything one run owns, built in :meth:`start` and released in :meth:`close`."""
 
@@ -125,7 +145,7 @@ class _Daemon:
         self.decoder = Decoder(config.features)
         self.metrics = Metrics(decode_reasons=REASONS)
         self.metrics.contamination.set(config.detector.contamination)
-        self.health = HealthState(config.health.stall_timeout_s, metrics=self.metrics)
+        self.health = _ProbedHealth(config.health.stall_timeout_s, metrics=self.metrics)
         self.fingerprint = config_fingerprint(config.features)
         self.server = None
         self.store: CheckpointStore | None = None
@@ -162,6 +182,7 @@ class _Daemon:
             return
         if isinstance(self.source, GenerateSource):
             self.evaluation = Evaluation(self.source)
+        self.health.source = self.source
         self.loop = ConsumerLoop(
             self.source, self.decoder, self.detector, self.alerts, self.dead_letters,
             settings=self._settings(), metrics=self.metrics, health=self.health,

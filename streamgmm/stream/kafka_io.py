@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 PartitionCallback = Callable[[list[TP]], None]
 
+_POLL_ERROR_LOG_INTERVAL_S = 10.0
+
 _SECRET_WORDS = ("password", "secret", "token", "key")
 _REDACTED = "***"
 
@@ -264,6 +266,8 @@ class KafkaSource:
         self._seeked_since_fetch: set[TP] = set()
         self.commit_failures = 0
         self.commit_skipped_partitions = 0
+        self.poll_errors = 0
+        self._last_poll_error = float("-inf")
         listener = _QueueingListener(self._events)
         if topics is not None:
             self._consumer.subscribe(topics=list(topics), listener=listener)
@@ -276,19 +280,41 @@ class KafkaSource:
         """Fetch the next batch, flattened; run rebalance callbacks first.
 
         Returns an empty list when nothing arrived within ``timeout_s`` (also
-        while the broker is unreachable: the consumer retries by itself).
+        while the broker is unreachable: the consumer retries by itself, and
+        a retriable client error is logged, counted in ``poll_errors`` and
+        taken for an empty poll).
         Records of a partition that ``on_assign`` seeked are dropped from this
         batch; the next poll reads them from the new position.
         """
-        polled = self._consumer.poll(
-            timeout_ms=max(0, int(timeout_s * 1000)), max_records=self._max_poll_records
-        )
+        started = time.monotonic()
+        try:
+            polled = self._consumer.poll(
+                timeout_ms=max(0, int(timeout_s * 1000)), max_records=self._max_poll_records
+            )
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            # A broker outage surfaces here too (e.g. the coordinator lookup's
+            # metadata refresh fails on a reset connection): an empty poll,
+            # not a crash. The client reconnects with backoff by itself.
+            self._log_poll_error(exc)
+            time.sleep(max(0.0, timeout_s - (time.monotonic() - started)))
+            polled = {}
         self._seeked_since_fetch = set()
         self._dispatch_events()
         records = flatten_records(polled, skip=self._seeked_since_fetch)
         for r in records:
             self._positions[(r.topic, r.partition)] = r.offset + 1
         return records
+
+    def _log_poll_error(self, exc: KafkaError) -> None:
+        # Once per outage rather than once per poll.
+        now = time.monotonic()
+        if now - self._last_poll_error >= _POLL_ERROR_LOG_INTERVAL_S:
+            log.warning("poll: %s: %s (retrying; the client reconnects by itself)",
+                        type(exc).__name__, exc)
+            self._last_poll_error = now
+        self.poll_errors += 1
 
     def _dispatch_events(self) -> None:
         """Replay queued rebalance events on this (the polling) thread."""

@@ -55,6 +55,9 @@ class Stream:
         self.partitions = partitions
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0,
                                       request_timeout_ms=5000, max_block_ms=10_000)
+        self.batcher = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50,
+                                     batch_size=256 * 1024, request_timeout_ms=5000,
+                                     max_block_ms=10_000)
         self.rng = np.random.default_rng(seed)
         self.n = 0
         self.ids: list[str] = []
@@ -70,21 +73,39 @@ class Stream:
             new.append(self._send_one())
         return new
 
+    def produce_batched(self, n: int) -> list[str]:
+        """Send n events in large record batches (a consumer fetch then buffers many).
+
+        The last event of each partition goes alone, so that the topic's end
+        offsets still count records on Tansu.
+        """
+        n_alone = min(n, self.partitions)
+        futures = [self._send_one(wait=False) for _ in range(n - n_alone)]
+        self.batcher.flush(timeout=30)
+        new = [self._record(future.get(timeout=15), outlier) for future, outlier in futures]
+        return new + [self._send_one() for _ in range(n_alone)]
+
     def produce_in_background(self, n: int, rate: float) -> threading.Thread:
         thread = threading.Thread(target=self.produce, args=(n, rate), daemon=True)
         thread.start()
         return thread
 
-    def _send_one(self) -> str:
+    def _send_one(self, wait: bool = True) -> Any:
+        """Send the next event; its id, or (future, outlier) when not waiting."""
         with self._lock:
             i, self.n = self.n, self.n + 1
         a, b = self.rng.normal(0, 1, 2)
         outlier = i % OUTLIER_EVERY == OUTLIER_EVERY - 1
         event = {"id": f"e{i}", "a": 15.0 if outlier else a, "b": b}
-        partition = i % self.partitions
-        meta = self.producer.send(self.topic, value=json.dumps(event).encode(),
-                                  key=f"k{i}".encode(), partition=partition).get(timeout=15)
-        eid = f"{self.topic}/{partition}/{meta.offset}"
+        producer = self.producer if wait else self.batcher
+        future = producer.send(self.topic, value=json.dumps(event).encode(),
+                               key=f"k{i}".encode(), partition=i % self.partitions)
+        if not wait:
+            return future, outlier
+        return self._record(future.get(timeout=15), outlier)
+
+    def _record(self, meta: Any, outlier: bool) -> str:
+        eid = f"{self.topic}/{meta.partition}/{meta.offset}"
         with self._lock:
             self.ids.append(eid)
             if outlier:
@@ -93,6 +114,7 @@ class Stream:
 
     def close(self) -> None:
         self.producer.close(timeout=5)
+        self.batcher.close(timeout=5)
 
 
 # ------------------------------------------------------------------ the daemon
