@@ -561,6 +561,10 @@ class KafkaSink:
         """
         futures, self._futures = self._futures, []
         errors, self._send_errors = self._send_errors, []
+        if not futures:
+            # Nothing of ours in flight: a flush would only wake the sender (a
+            # sibling sink flushes its own records).
+            return 0, errors
         # A flush that times out leaves futures pending; they are reported below.
         with contextlib.suppress(KafkaTimeoutError):
             self._producer.flush(timeout=timeout_s)
