@@ -61,7 +61,7 @@ def run_streamgmm(X: np.ndarray, batch: int) -> np.ndarray:
     # Warm-up events: scored by the initial model, as process would have.
     unscored = np.isnan(score)
     if det.model is not None and unscored.any():
-        score[unscored] = det._scores(Z[unscored])[0]
+        score[unscored] = det.score_samples(Z[unscored])
     det.close()
     return -score
 

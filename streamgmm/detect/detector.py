@@ -72,6 +72,17 @@ class AnomalyDetector:
         Fresh initialisations tried at each refit, beside the warm start.
     select_k : tuple (min, max) or None, default=None
         Choose n_components by BIC over this range at each refit.
+    reg_covar : float, default=1e-6
+        Variance added to every covariance's diagonal, in units of each
+        feature's warm-up scale (see ``standardize``). It stays small so that a
+        burst of near-identical events forms a visibly tight component that the
+        masking guard can single out.
+    standardize : bool, default=True
+        Centre and scale features by the warm-up's median and median absolute
+        deviation (the standard deviation where that is 0) before modelling
+        (fixed afterwards, saved with the state), so that the variance floor and
+        the mixture do not depend on the features' units.
+        Scores are reported as log-densities of the original features.
     tight_ratio : float, default=5.0
         A component lighter than ``contamination`` whose standard deviation is
         this many times smaller than the typical component's is treated as a
@@ -113,6 +124,7 @@ class AnomalyDetector:
         refit_enabled: bool = True,
         select_k: tuple[int, int] | None = None,
         reg_covar: float = 1e-6,
+        standardize: bool = True,
         tight_ratio: float = 5.0,
         top_features: int = 3,
         feature_names: list[str] | None = None,
@@ -138,6 +150,7 @@ class AnomalyDetector:
         self.refit_enabled = refit_enabled
         self.select_k = tuple(select_k) if select_k else None
         self.reg_covar = reg_covar
+        self.standardize = standardize
         self.tight_ratio = tight_ratio
         self.n_top = top_features
         self.feature_names = list(feature_names) if feature_names else None
@@ -149,6 +162,8 @@ class AnomalyDetector:
         self.n_events_ = 0
         self._warm: list[np.ndarray] = []
         self._frozen_threshold: float | None = None
+        self.center_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
         self._window: FeatureWindow | None = None
         self._major: np.ndarray | None = None
         self._lock = threading.RLock()
@@ -162,6 +177,7 @@ class AnomalyDetector:
             from streamgmm.model.io import load
 
             self._start_from(load(model_path))
+            self._set_scaling(None)
 
     # -- properties read by the daemon ---------------------------------------
     @property
@@ -189,14 +205,40 @@ class AnomalyDetector:
 
     # -- starting ------------------------------------------------------------
     def _online(self) -> dict:
-        return dict(n_components=self.n_components, covariance_type=self.covariance_type,
-                    reg_covar=self.reg_covar, random_state=self.random_state,
-                    **self.online_params)
+        # The online model's own drift alarm refits synchronously and would take
+        # an attack burst for drift; the detector follows drift with its rolling
+        # threshold and background refits instead.
+        params = dict(n_components=self.n_components, covariance_type=self.covariance_type,
+                      reg_covar=self.reg_covar, random_state=self.random_state,
+                      drift_threshold=None)
+        params.update(self.online_params)
+        return params
+
+    def _set_scaling(self, X: np.ndarray | None) -> None:
+        """Fix the feature scaling from warm-up (or reference) events; None = identity."""
+        if X is None or not self.standardize:
+            d = self.model.n_features_in_ if X is None else X.shape[1]
+            self.center_, self.scale_ = np.zeros(d), np.ones(d)
+        else:
+            # Robust: a warm-up holding a far cluster or outliers must not inflate
+            # the scale of the normal data (MAD, falling back to the standard
+            # deviation for features such as one-hot columns whose MAD is 0).
+            self.center_ = np.median(X, axis=0)
+            mad = 1.4826 * np.median(np.abs(X - self.center_), axis=0)
+            std = X.std(axis=0)
+            self.scale_ = np.where(mad > 0, mad, np.where(std > 0, std, 1.0))
+        # log p(x) = log p(z) - sum(log scale): scores stay densities of x.
+        self._log_jacobian = float(np.log(self.scale_).sum())
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.center_) / self.scale_
 
     def _start_from(self, fitted, X: np.ndarray | None = None) -> None:
         n_events = None if X is None else X.shape[0]
         params = self._online()
         params["n_components"] = fitted.weights_.shape[0]
+        # A model file keeps the variance floor it was fitted with.
+        params["reg_covar"] = getattr(fitted, "reg_covar", self.reg_covar)
         self.model = OnlineGaussianMixture.from_model(fitted, n_events=n_events, X=X, **params)
         self.model_version += 1
         if self._window is None:
@@ -218,8 +260,10 @@ class AnomalyDetector:
                 self._frozen_threshold = self._threshold()
         return self
 
-    def _fit_initial(self, X: np.ndarray) -> None:
+    def _fit_initial(self, X_raw: np.ndarray) -> None:
         """Batch EM on the warm-up, refitted once without its lowest-scoring events."""
+        self._set_scaling(X_raw)
+        X = self._scaled(X_raw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
@@ -234,8 +278,9 @@ class AnomalyDetector:
                                      ).fit(X[keep])
         self._start_from(gm, X[keep])
         seq = self.n_events_ - X.shape[0] + np.arange(X.shape[0])
-        self._window.push(X, seq)
-        self.threshold_.push(self._scores(X)[0])
+        score, _, log_norm, _ = self._scores(X)
+        self._window.push(X, seq, log_norm)
+        self.threshold_.push(score)
         self._last_refit_events = self.n_events_
 
     # -- scoring -------------------------------------------------------------
@@ -255,7 +300,12 @@ class AnomalyDetector:
         self._major = major if major.any() else np.ones(k, dtype=bool)
 
     def _scores(self, X: np.ndarray):
-        """(score under the major components, responsibilities, log-density, log probs)."""
+        """Scores of scaled events X.
+
+        Returns (score: log-density of the original event under the major
+        components, responsibilities, log-density of the scaled event under the
+        whole mixture, weighted log-probabilities per component).
+        """
         m = self.model
         wlp = log_gaussian_prob(X, m.means_, m.precisions_cholesky_, m.covariance_type)
         with np.errstate(divide="ignore"):
@@ -267,12 +317,26 @@ class AnomalyDetector:
         resp = e / total[:, None]
         major = self._major
         if major.all():
-            score = log_norm
+            score = log_norm - self._log_jacobian
         else:
             # In log space from the major components' own maximum: an event far
             # out along a minor component would underflow to -inf through ``e``.
-            score = logsumexp_rows(wlp[:, major]) - np.log(m.weights_[major].sum())
+            score = (logsumexp_rows(wlp[:, major]) - np.log(m.weights_[major].sum())
+                     - self._log_jacobian)
         return score, resp, log_norm, wlp
+
+    def score_samples(self, X) -> np.ndarray:
+        """The anomaly score of each event (its log-density under the major
+        components), without flagging, learning or recording anything."""
+        with self._lock:
+            if self.model is None:
+                raise ValueError("score_samples: no model yet (the warm-up is not complete)")
+            X = check_array(X, n_features=self.model.n_features_in_)
+            return self._scores(self._scaled(X))[0]
+
+    def score(self, X) -> float:
+        """Mean anomaly score (log-density) of the events: a held-out log-likelihood."""
+        return float(self.score_samples(X).mean())
 
     def _threshold(self) -> float:
         if self._frozen_threshold is not None:
@@ -300,7 +364,7 @@ class AnomalyDetector:
             self._apply_refit(self._refitter.poll())
             if self.model is None:
                 return self._buffer_warmup(X) if learn else self._empty(*X.shape)
-            return self._process_ready(X, learn, alert)
+            return self._process_ready(self._scaled(X), learn, alert)
 
     def _buffer_warmup(self, X: np.ndarray) -> Detections:
         n = X.shape[0]
@@ -339,7 +403,7 @@ class AnomalyDetector:
                           self.model_version, ready)
 
     def _record(self, X, score, below, resp, log_norm) -> None:
-        """Enter a scored batch into the model, the windows and the count."""
+        """Enter a scored (scaled) batch into the model, the windows and the count."""
         if self.mode == "anomaly":
             weights = None if self.learn_from_anomalies else (~below).astype(np.float64)
             self.model.learn(X, resp, log_norm, weights)
@@ -348,7 +412,7 @@ class AnomalyDetector:
         self.n_events_ += X.shape[0]
         if self._frozen_threshold is None:
             self.threshold_.push(score)
-            self._window.push(X, seq)
+            self._window.push(X, seq, log_norm)
         self._maybe_refit()
 
     # -- refits --------------------------------------------------------------
@@ -361,14 +425,14 @@ class AnomalyDetector:
             time.monotonic() - self._last_refit_time >= self.refit_seconds)
         if not (due_events or due_time):
             return
-        X, seq = self._window.ordered()
+        X, seq, preq = self._window.ordered()
         scores = self.threshold_.values()
         keep = scores >= self._threshold()
         if keep.sum() < 5 * self.n_components:
             return
         self._last_refit_events = self.n_events_
         self._last_refit_time = time.monotonic()
-        self._refitter.submit(X[keep], self.model._get_params(), int(seq[-1]),
+        self._refitter.submit(X[keep], preq[keep], self.model._get_params(), int(seq[-1]),
                               self.contamination)
 
     def _apply_refit(self, result: RefitResult | None) -> None:
@@ -381,7 +445,7 @@ class AnomalyDetector:
                  f": {result.error}" if result.error else "")
         if result.outcome != "accepted":
             return
-        X, seq = self._window.ordered()
+        X, _, _ = self._window.ordered()
         old_scores = self.threshold_.values()
         state = (self.model.n_seen_, self.model.t_)
         self._start_from(result.model, X[old_scores >= self._threshold()])
@@ -432,8 +496,10 @@ class AnomalyDetector:
                 out.update({f"model_{k}": np.asarray(getattr(m, k)) for k in
                             ("weights_", "means_", "covariances_", "precisions_cholesky_")})
                 out.update({f"model_{k}": v for k, v in m._state_arrays().items()})
-                X, seq = self._window.ordered()
+                X, seq, preq = self._window.ordered()
                 out["det_window_X"], out["det_window_seq"] = X, seq
+                out["det_window_preq"] = preq
+                out["det_scaling"] = np.vstack([self.center_, self.scale_])
             return out
 
     @classmethod
@@ -461,8 +527,18 @@ class AnomalyDetector:
                                   if k.startswith("model_")})
             det.model = m
             det._window = FeatureWindow(det.window, m.n_features_in_)
-            det._window.replace(np.asarray(arrays["det_window_X"], dtype=np.float64),
-                                np.asarray(arrays["det_window_seq"], dtype=np.int64))
+            wx = np.asarray(arrays["det_window_X"], dtype=np.float64)
+            preq = arrays.get("det_window_preq")
+            det._window.replace(wx, np.asarray(arrays["det_window_seq"], dtype=np.int64),
+                                np.full(wx.shape[0], np.nan) if preq is None
+                                else np.asarray(preq, dtype=np.float64))
+            if "det_scaling" in arrays:
+                center, scale = np.asarray(arrays["det_scaling"], dtype=np.float64)
+                det.center_, det.scale_ = center, scale
+                det._log_jacobian = float(np.log(scale).sum())
+            else:
+                det.center_, det.scale_ = None, None
+                det._set_scaling(None)
             det._update_major()
         det.threshold_.replace(np.asarray(arrays["det_threshold_window"], dtype=np.float64))
         return det

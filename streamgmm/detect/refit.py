@@ -2,8 +2,10 @@
 
 A refit fits batch EM on the older part of the cleaned window (warm-started
 from the current model, plus fresh restarts) on a worker thread, then compares
-the candidate with the current model on the most recent cleaned events, which
-neither was fitted on. The detector swaps models only when the candidate wins.
+the candidate's log-density on the most recent cleaned events with the
+prequential log-density the current model gave them before learning them, so
+neither side is judged on events it was fitted on. The detector swaps models
+only when the candidate wins.
 """
 
 from __future__ import annotations
@@ -98,20 +100,27 @@ class Refitter:
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()
 
-    def submit(self, X_clean: np.ndarray, current: MixtureParams, snapshot_seq: int,
-               trim: float) -> bool:
-        """Start a refit on ``X_clean`` (oldest first); False when one is already running."""
+    def submit(self, X_clean: np.ndarray, preq_clean: np.ndarray, current: MixtureParams,
+               snapshot_seq: int, trim: float) -> bool:
+        """Start a refit on ``X_clean`` (oldest first); False when one is already running.
+
+        ``preq_clean`` holds each event's prequential log-density: its score under
+        the model in use before that model learned it. The candidate is judged
+        against those on the newest events, which neither model was fitted on
+        when it scored them; scoring them with the current model now would be
+        unfair, since it has since learned them.
+        """
         if self._future is not None:
             return False
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
         self._seed += 1
         self._future = self._executor.submit(
-            self._run, X_clean, current.copy(), snapshot_seq, trim, self._seed)
+            self._run, X_clean, preq_clean, current.copy(), snapshot_seq, trim, self._seed)
         return True
 
-    def _run(self, X: np.ndarray, current: MixtureParams, seq: int, trim: float,
-             seed: int) -> RefitResult:
+    def _run(self, X: np.ndarray, preq: np.ndarray, current: MixtureParams, seq: int,
+             trim: float, seed: int) -> RefitResult:
         start = time.perf_counter()
         try:
             n_hold = max(1, int(X.shape[0] * self.holdout_fraction))
@@ -120,7 +129,11 @@ class Refitter:
             model = fit_candidate(train, current, k, self.n_init, self.reg_covar, seed,
                                   self.k_range)
             cand = trimmed_mean(model.score_samples(hold), trim)
-            cur = trimmed_mean(current.e_step(hold)[0], trim)
+            hold_preq = preq[-n_hold:]
+            if np.all(np.isfinite(hold_preq)):
+                cur = trimmed_mean(hold_preq, trim)
+            else:  # restored from a state without prequential scores
+                cur = trimmed_mean(current.e_step(hold)[0], trim)
             outcome = "accepted" if cand > cur + self.min_gain else "rejected"
             return RefitResult(outcome, time.perf_counter() - start, seq, model, cand, cur)
         except Exception as exc:  # a failed refit must never stop the stream

@@ -59,7 +59,7 @@ def test_refits_on_cleaned_windows_undo_the_outlier_bias():
     without = AnomalyDetector(refit_enabled=False, learn_from_anomalies=True, **common)
     f_with, f_without = _run(with_refits, X), _run(without, X)
     after = np.arange(n) >= with_refits.warmup
-    ll_with, ll_without = with_refits.model.score(held_out), without.model.score(held_out)
+    ll_with, ll_without = with_refits.score(held_out), without.score(held_out)
     rec_with = f_with[outlier & after].mean()
     rec_without = f_without[outlier & after].mean()
     msg = (f"held-out log-likelihood: with refits {ll_with:.4f}, without {ll_without:.4f}, "
@@ -158,7 +158,7 @@ def test_no_lock_out_after_an_abrupt_change_and_a_burst_is_still_flagged():
     det = AnomalyDetector(n_components=4, window=5000, random_state=0)
     lls: dict[int, float] = {}
     flags = _run(det, X, batch=250,
-                 on_batch=lambda i, out: lls.__setitem__(i, det.model.score(held_out))
+                 on_batch=lambda i, out: lls.__setitem__(i, det.score(held_out))
                  if i >= n_a else None)
     since = np.arange(X.shape[0]) - n_a
     blocks = [flags[(since >= s) & (since < s + 1000) & ~burst].mean() for s in

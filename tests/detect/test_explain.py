@@ -106,6 +106,7 @@ def test_detector_explains_an_alert_by_feature_name():
     assert len(why) == 2 and why[0][1] >= why[1][1]
     # The shares the detector reports are those of its reported component.
     m = det.model
-    direct = mahalanobis_shares(np.array([[0.2, 0.0, 9.0]]), out.component[1:], m.means_,
+    direct = mahalanobis_shares(det._scaled(np.array([[0.2, 0.0, 9.0]])), out.component[1:],
+                                m.means_,
                                 m.precisions_cholesky_, m.covariance_type)
     np.testing.assert_allclose(out.top_shares[1], np.sort(direct[0])[::-1][:2])

@@ -114,7 +114,7 @@ def test_an_accepted_swap_rescores_the_window(monkeypatch):
     det.wait_for_refit(timeout=20)
     assert det.refit_counts["accepted"] >= 1, det.refit_counts
     assert det.model_version >= 2
-    window_X, _ = det._window.ordered()
+    window_X, _, _ = det._window.ordered()
     expected = det._scores(window_X)[0]
     np.testing.assert_allclose(det.threshold_.values(), expected, rtol=1e-12)
     assert det.threshold_value == pytest.approx(np.percentile(expected, 2.0))
@@ -150,7 +150,7 @@ def test_two_threads_processing_concurrently_never_corrupt_state(blocked_refit):
     assert not errors, errors
     det.wait_for_refit(timeout=20)
     assert det.n_events_ == 12_000
-    _, seq = det._window.ordered()
+    _, seq, _ = det._window.ordered()
     # The window holds exactly the last 500 event numbers, each once, in order.
     assert seq.tolist() == list(range(11_500, 12_000))
     assert len(det.threshold_) == 500 and np.isfinite(det.threshold_.values()).all()
