@@ -12,7 +12,7 @@ value on a Kafka topic, keyed by the event key)::
       "detected_at": "2024-03-05T02:14:09.207Z",
       "score": -41.27,
       "threshold": -22.9,
-      "percentile": 0.04,
+      "percentile": 0.004,
       "component": 2,
       "explanation": [
         {"feature": "amount", "share": 0.61},
@@ -41,7 +41,8 @@ value on a Kafka topic, keyed by the event key)::
 ``threshold``
     The rolling threshold the score fell below.
 ``percentile``
-    Where the score falls among recent scores, in percent (0 = the lowest).
+    The fraction of the last ``window`` scores below this one, from 0 (lower
+    than all of them) to 1.
 ``component``
     Index of the mixture component the event is closest to.
 ``explanation``
