@@ -260,6 +260,28 @@ class OnlineGaussianMixture(FittedMixtureMixin, EstimatorMixin):
         self.learn(X, resp, log_norm, sw)
         return self
 
+    def score_partial_fit(self, X, sample_weight=None) -> np.ndarray:
+        """Score a micro-batch, then learn from it: the prequential step of a stream.
+
+        One E-step gives both the scores and the responsibilities, so this costs
+        about half of ``score_samples`` followed by ``partial_fit``.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            Log-density of each event under the model before it learned the
+            batch (NaN while the first ``init_events`` are being buffered).
+        """
+        started = hasattr(self, "stats_")
+        X = check_array(X, n_features=self.n_features_in_ if started else None)
+        sw = _weights(sample_weight, X.shape[0])
+        if not started:
+            self._buffer_first(X, sw)
+            return np.full(X.shape[0], np.nan)
+        log_norm, resp = self._get_params().e_step(X)
+        self.learn(X, resp, log_norm, sw)
+        return log_norm
+
     def _buffer_first(self, X: np.ndarray, sw: np.ndarray | None) -> None:
         buffer = getattr(self, "_init_buffer", None) or EventBuffer(X.shape[1])
         if X.shape[1] != buffer.n_features:

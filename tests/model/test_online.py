@@ -285,3 +285,18 @@ def test_state_size_does_not_grow_with_the_stream():
         sizes.append(sum(a.nbytes for a in arrays.values()))
     assert sizes[0] == sizes[1] == sizes[2], sizes
     assert model.n_seen_ == 2000 + 3 * len(X)
+
+
+def test_score_partial_fit_scores_before_learning_with_one_e_step():
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(6000, 2))
+    a = OnlineGaussianMixture(2, init_events=2000, random_state=0)
+    b = OnlineGaussianMixture(2, init_events=2000, random_state=0)
+    assert np.isnan(a.score_partial_fit(X[:2000])).all()
+    b.partial_fit(X[:2000])
+    for start in range(2000, 6000, 500):
+        batch = X[start:start + 500]
+        expected = b.score_samples(batch)
+        b.partial_fit(batch)
+        np.testing.assert_allclose(a.score_partial_fit(batch), expected, rtol=1e-12)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-12)
