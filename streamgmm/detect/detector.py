@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 MODES = ("anomaly", "novelty")
 
+# Restarts of the warm-up fit: it runs once on a few hundred events, so it can
+# afford many, and everything after it starts from its solution.
+WARMUP_RESTARTS = 10
+
 
 @dataclass
 class Detections:
@@ -267,7 +271,7 @@ class AnomalyDetector:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
-                                 reg_covar=self.reg_covar, n_init=max(1, self.refit_n_init + 1),
+                                 reg_covar=self.reg_covar, n_init=WARMUP_RESTARTS,
                                  random_state=self.random_state).fit(X)
             scores = gm.score_samples(X)
             keep = scores >= np.percentile(scores, 100 * self.contamination)
@@ -419,8 +423,12 @@ class AnomalyDetector:
     def _maybe_refit(self) -> None:
         if not self.refit_enabled or self.mode != "anomaly" or self._refitter.busy:
             return
-        due_events = self.refit_every and (
-            self.n_events_ - self._last_refit_events >= self.refit_every)
+        # The warm-up model is fitted on the fewest events, so the first refit
+        # comes early: once the window holds twice the warm-up.
+        gap = self.refit_every
+        if self.model_version == 1 and sum(self.refit_counts.values()) == 0:
+            gap = min(gap, self.warmup) if gap else self.warmup
+        due_events = gap and self.n_events_ - self._last_refit_events >= gap
         due_time = self.refit_seconds and (
             time.monotonic() - self._last_refit_time >= self.refit_seconds)
         if not (due_events or due_time):
