@@ -80,7 +80,10 @@ class AnomalyDetector:
         Variance added to every covariance's diagonal, in units of each
         feature's warm-up scale (see ``standardize``). It stays small so that a
         burst of near-identical events forms a visibly tight component that the
-        masking guard can single out.
+        masking guard can single out. Discrete features (few distinct values in
+        the warm-up: flags, one-hot columns, counts) also get the variance of
+        their rounding, step^2 / 12: a component where such a feature never
+        varies otherwise gives an event one step away an absurd log-density.
     standardize : bool, default=True
         Centre and scale features by the warm-up's median and median absolute
         deviation (the standard deviation where that is 0) before modelling
@@ -168,6 +171,7 @@ class AnomalyDetector:
         self._frozen_threshold: float | None = None
         self.center_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
+        self.floor_: np.ndarray | None = None
         self._window: FeatureWindow | None = None
         self._major: np.ndarray | None = None
         self._lock = threading.RLock()
@@ -213,7 +217,7 @@ class AnomalyDetector:
         # an attack burst for drift; the detector follows drift with its rolling
         # threshold and background refits instead.
         params = dict(n_components=self.n_components, covariance_type=self.covariance_type,
-                      reg_covar=self.reg_covar, random_state=self.random_state,
+                      reg_covar=self._floor(), random_state=self.random_state,
                       drift_threshold=None)
         params.update(self.online_params)
         return params
@@ -233,6 +237,13 @@ class AnomalyDetector:
             self.scale_ = np.where(mad > 0, mad, np.where(std > 0, std, 1.0))
         # log p(x) = log p(z) - sum(log scale): scores stay densities of x.
         self._log_jacobian = float(np.log(self.scale_).sum())
+        floor = np.zeros_like(self.scale_) if X is None else quantisation_floor(X) / self.scale_**2
+        self.floor_ = self.reg_covar + floor
+        self._refitter.reg_covar = self.floor_
+
+    def _floor(self):
+        """The variance floor in use: per feature once the scaling is fixed."""
+        return self.reg_covar if self.floor_ is None else self.floor_
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         return (X - self.center_) / self.scale_
@@ -242,7 +253,7 @@ class AnomalyDetector:
         params = self._online()
         params["n_components"] = fitted.weights_.shape[0]
         # A model file keeps the variance floor it was fitted with.
-        params["reg_covar"] = getattr(fitted, "reg_covar", self.reg_covar)
+        params["reg_covar"] = getattr(fitted, "reg_covar", self._floor())
         self.model = OnlineGaussianMixture.from_model(fitted, n_events=n_events, X=X, **params)
         self.model_version += 1
         if self._window is None:
@@ -271,13 +282,13 @@ class AnomalyDetector:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
-                                 reg_covar=self.reg_covar, n_init=WARMUP_RESTARTS,
+                                 reg_covar=self.floor_, n_init=WARMUP_RESTARTS,
                                  random_state=self.random_state).fit(X)
             scores = gm.score_samples(X)
             keep = scores >= np.percentile(scores, 100 * self.contamination)
             if keep.sum() > 2 * self.n_components:
                 gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
-                                     reg_covar=self.reg_covar, weights_init=gm.weights_,
+                                     reg_covar=self.floor_, weights_init=gm.weights_,
                                      means_init=gm.means_, precisions_init=gm.precisions_
                                      ).fit(X[keep])
         self._start_from(gm, X[keep])
@@ -507,7 +518,7 @@ class AnomalyDetector:
                 X, seq, preq = self._window.ordered()
                 out["det_window_X"], out["det_window_seq"] = X, seq
                 out["det_window_preq"] = preq
-                out["det_scaling"] = np.vstack([self.center_, self.scale_])
+                out["det_scaling"] = np.vstack([self.center_, self.scale_, self.floor_])
             return out
 
     @classmethod
@@ -541,9 +552,10 @@ class AnomalyDetector:
                                 np.full(wx.shape[0], np.nan) if preq is None
                                 else np.asarray(preq, dtype=np.float64))
             if "det_scaling" in arrays:
-                center, scale = np.asarray(arrays["det_scaling"], dtype=np.float64)
-                det.center_, det.scale_ = center, scale
+                center, scale, floor = np.asarray(arrays["det_scaling"], dtype=np.float64)
+                det.center_, det.scale_, det.floor_ = center, scale, floor
                 det._log_jacobian = float(np.log(scale).sum())
+                det._refitter.reg_covar = floor
             else:
                 det.center_, det.scale_ = None, None
                 det._set_scaling(None)
@@ -567,6 +579,25 @@ class AnomalyDetector:
             feature_names=feature_names, model_path=cfg.model_path,
             random_state=cfg.random_state,
         )
+
+
+def quantisation_floor(X: np.ndarray) -> np.ndarray:
+    """Per-feature variance step^2 / 12 of discrete features, 0 for continuous ones.
+
+    A feature is discrete when the events take at most a quarter as many
+    distinct values as there are events; its step is the median gap between
+    neighbouring values. A feature constant in ``X`` is taken to step by 1
+    (flags, one-hot columns and counts are the usual constant features).
+    """
+    n, d = X.shape
+    out = np.zeros(d)
+    for j in range(d):  # a loop over features, run once per warm-up
+        values = np.unique(X[:, j])
+        if values.size == 1:
+            out[j] = 1.0 / 12.0
+        elif values.size <= max(2, n // 4):
+            out[j] = float(np.median(np.diff(values))) ** 2 / 12.0
+    return out
 
 
 def _log_det_chol(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:

@@ -27,8 +27,9 @@ class GaussianMixture(FittedMixtureMixin, EstimatorMixin):
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
     tol : float, default=1e-3
         Convergence threshold on the change of the mean log-likelihood.
-    reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance.
+    reg_covar : float or array-like of shape (n_features,), default=1e-6
+        Added to the diagonal of every covariance (one value per feature is a
+        streamgmm extension).
     max_iter : int, default=100
     n_init : int, default=1
         Initialisations tried; the best lower bound wins.
@@ -110,10 +111,9 @@ class GaussianMixture(FittedMixtureMixin, EstimatorMixin):
         _check_positive_int("n_init", self.n_init)
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 0:
             raise ValueError(f"max_iter: expected an integer >= 0, got {self.max_iter!r}")
-        for name in ("tol", "reg_covar"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.floating)) or value < 0:
-                raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+        if not isinstance(self.tol, (int, float, np.floating)) or self.tol < 0:
+            raise ValueError(f"tol: expected a number >= 0, got {self.tol!r}")
+        _check_reg_covar(self.reg_covar, d)
         check_covariance_type(self.covariance_type)
         if self.init_params not in INIT_METHODS:
             raise ValueError(
@@ -224,6 +224,22 @@ class GaussianMixture(FittedMixtureMixin, EstimatorMixin):
                 progress(init, n_iter, change)
 
         return hook
+
+
+def _check_reg_covar(reg_covar, n_features: int) -> None:
+    """A number >= 0, or (a streamgmm extension) one variance floor per feature."""
+    if isinstance(reg_covar, (int, float, np.floating)) and not isinstance(reg_covar, bool):
+        if reg_covar >= 0:
+            return
+    else:
+        arr = np.asarray(reg_covar, dtype=np.float64) if np.ndim(reg_covar) == 1 else None
+        if arr is not None and arr.shape == (n_features,) and np.all(np.isfinite(arr)) \
+                and np.all(arr >= 0):
+            return
+    raise ValueError(
+        f"reg_covar: expected a number >= 0 or {n_features} non-negative per-feature "
+        f"values, got {reg_covar!r}"
+    )
 
 
 def _check_positive_int(name: str, value) -> None:

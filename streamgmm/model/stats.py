@@ -144,27 +144,34 @@ def _outer_term(delta: np.ndarray, coef: np.ndarray, covariance_type: str) -> np
     return coef * np.sum(delta**2, axis=1)
 
 
-def mstep(stats: SuffStats, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def diagonal_floor(reg_covar, n_features: int) -> np.ndarray:
+    """``reg_covar`` as one variance per feature: a number, or an array of shape (d,)."""
+    return np.broadcast_to(np.asarray(reg_covar, dtype=np.float64), (n_features,))
+
+
+def mstep(stats: SuffStats, reg_covar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The M-step: (weights, means, covariances) from sufficient statistics.
 
     Mirrors scikit-learn's estimates: ``nk = n + 10 eps``, weights normalised to
-    sum to one, ``reg_covar`` added to the diagonal.
+    sum to one, ``reg_covar`` (a number, or one variance per feature) added to
+    the diagonal; a spherical covariance takes its mean.
     """
     nk = stats.n + MASS_EPS
     weights = nk / nk.sum()
     d = stats.n_features
+    reg = diagonal_floor(reg_covar, d)
     t = stats.covariance_type
+    idx = np.arange(d)
     if t == "full":
         cov = stats.scatter / nk[:, None, None]
-        idx = np.arange(d)
-        cov[:, idx, idx] += reg_covar
+        cov[:, idx, idx] += reg
     elif t == "tied":
         cov = stats.scatter / nk.sum()
-        cov.flat[:: d + 1] += reg_covar
+        cov[idx, idx] += reg
     elif t == "diag":
-        cov = stats.scatter / nk[:, None] + reg_covar
+        cov = stats.scatter / nk[:, None] + reg
     else:
-        cov = stats.scatter / (nk * d) + reg_covar
+        cov = stats.scatter / (nk * d) + reg.mean()
     return weights, stats.mean.copy(), cov
 
 
@@ -174,7 +181,7 @@ def stats_from_params(
     covariances: np.ndarray,
     covariance_type: str,
     total: float = 1.0,
-    reg_covar: float = 0.0,
+    reg_covar=0.0,
 ) -> SuffStats:
     """Statistics that an M-step maps back to the given parameters.
 
@@ -183,17 +190,18 @@ def stats_from_params(
     """
     n = np.asarray(weights, dtype=np.float64) * total
     d = means.shape[1]
+    reg = diagonal_floor(reg_covar, d)
+    idx = np.arange(d)
     if covariance_type == "full":
         cov = covariances.copy()
-        idx = np.arange(d)
-        cov[:, idx, idx] -= reg_covar
+        cov[:, idx, idx] -= reg
         scatter = cov * n[:, None, None]
     elif covariance_type == "tied":
         cov = covariances.copy()
-        cov.flat[:: d + 1] -= reg_covar
+        cov[idx, idx] -= reg
         scatter = cov * n.sum()
     elif covariance_type == "diag":
-        scatter = (covariances - reg_covar) * n[:, None]
+        scatter = (covariances - reg) * n[:, None]
     else:
-        scatter = (covariances - reg_covar) * n * d
+        scatter = (covariances - reg.mean()) * n * d
     return SuffStats(covariance_type, n, np.array(means, dtype=np.float64), scatter)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from streamgmm import GaussianMixture
+from streamgmm import GaussianMixture, load
 from streamgmm.model.base import ConvergenceWarning, NotFittedError
 from streamgmm.model.covariance import COVARIANCE_TYPES
 
@@ -113,7 +113,8 @@ def test_unknown_init_params(blobs):
     ("n_init", 1.5, "n_init: expected an integer >= 1, got 1.5"),
     ("max_iter", -1, "max_iter: expected an integer >= 0, got -1"),
     ("tol", -1e-3, "tol: expected a number >= 0, got -0.001"),
-    ("reg_covar", "big", "reg_covar: expected a number >= 0, got 'big'"),
+    ("reg_covar", "big",
+     "reg_covar: expected a number >= 0 or 3 non-negative per-feature values, got 'big'"),
 ])
 def test_bad_hyperparameters_are_named(blobs, name, value, expected):
     with pytest.raises(ValueError, match=expected):
@@ -287,3 +288,19 @@ def test_verbose_reports_progress(blobs, capsys):
     out = capsys.readouterr().out
     assert "Initialization 0" in out
     assert "Iteration 1\t change:" in out
+
+
+def test_per_feature_reg_covar_floors_each_variance(tmp_path):
+    rng = np.random.default_rng(5)
+    X = np.column_stack([rng.normal(size=600), rng.integers(0, 2, 600).astype(float)])
+    scalar = GaussianMixture(2, reg_covar=1e-3, random_state=0).fit(X)
+    same = GaussianMixture(2, reg_covar=[1e-3, 1e-3], random_state=0).fit(X)
+    np.testing.assert_allclose(same.covariances_, scalar.covariances_, rtol=1e-12)
+    floored = GaussianMixture(2, reg_covar=[1e-6, 1 / 12], random_state=0).fit(X)
+    assert np.all(floored.covariances_[:, 1, 1] >= 1 / 12)
+    path = tmp_path / "m.npz"
+    floored.save(path)
+    np.testing.assert_allclose(load(path).score_samples(X), floored.score_samples(X),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="2 non-negative per-feature values"):
+        GaussianMixture(2, reg_covar=[1e-3, -1.0]).fit(X)
