@@ -172,3 +172,28 @@ def test_events_on_a_far_dense_cluster_get_finite_scores_and_stay_in_the_window(
     assert flags[cluster[1000:]].all()
     assert len(det.threshold_) == len(det._window) == 2000
     det.close()
+
+
+def test_discrete_features_get_their_rounding_variance_as_floor():
+    from streamgmm.detect.detector import quantisation_floor
+
+    rng = np.random.default_rng(3)
+    X = np.column_stack([
+        rng.normal(size=800),                        # continuous: no floor
+        rng.integers(0, 2, 800).astype(float),        # a flag: step 1
+        rng.integers(0, 10, 800) * 0.5,               # counts in halves: step 0.5
+        np.zeros(800),                                # constant: taken to step by 1
+    ])
+    np.testing.assert_allclose(quantisation_floor(X), [0.0, 1 / 12, 0.25 / 12, 1 / 12])
+
+
+def test_a_rare_category_gets_a_finite_moderate_score():
+    # A one-hot column that never fires in the warm-up must not give the first
+    # event that has it a log-density in the millions.
+    rng = np.random.default_rng(4)
+    X = np.column_stack([rng.normal(size=3000), np.zeros(3000)])
+    det = AnomalyDetector(n_components=2, warmup=500, window=1000, random_state=0)
+    det.process(X[:2000])
+    out = det.process(np.array([[0.0, 1.0]]))
+    assert out.is_anomaly[0]
+    assert -100 < out.score[0] < det.threshold_value
