@@ -53,7 +53,11 @@ class AnomalyDetector:
 
     Parameters
     ----------
-    n_components : int, default=4
+    n_components : int or 'auto', default='auto'
+        Components of the mixture; 'auto' chooses them by BIC over
+        ``select_k`` at the warm-up and at every refit, so the model grows with
+        what the stream shows (a few components on a few hundred events in many
+        dimensions, more on long streams of few features).
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
     contamination : float, default=0.02
         Fraction of events flagged: the threshold is this percentile of the
@@ -74,8 +78,8 @@ class AnomalyDetector:
         Seconds between refits (0 = never by time).
     refit_n_init : int, default=2
         Fresh initialisations tried at each refit, beside the warm start.
-    select_k : tuple (min, max) or None, default=None
-        Choose n_components by BIC over this range at each refit.
+    select_k : tuple (min, max), default=(1, 8)
+        The range of components 'auto' chooses from.
     reg_covar : float, default=1e-6
         Variance added to every covariance's diagonal, in units of each
         feature's warm-up scale (see ``standardize``). It stays small so that a
@@ -118,7 +122,7 @@ class AnomalyDetector:
 
     def __init__(
         self,
-        n_components: int = 4,
+        n_components: int | str = "auto",
         covariance_type: str = "full",
         contamination: float = 0.02,
         window: int = 5000,
@@ -129,7 +133,7 @@ class AnomalyDetector:
         refit_seconds: float = 0.0,
         refit_n_init: int = 2,
         refit_enabled: bool = True,
-        select_k: tuple[int, int] | None = None,
+        select_k: tuple[int, int] = (1, 8),
         reg_covar: float = 1e-6,
         standardize: bool = True,
         tight_ratio: float = 5.0,
@@ -141,9 +145,12 @@ class AnomalyDetector:
     ):
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-        if warmup < n_components:
-            raise ValueError(f"warmup: expected at least n_components ({n_components}), "
-                             f"got {warmup}")
+        if n_components != "auto" and (not isinstance(n_components, int) or n_components < 1):
+            raise ValueError(f"n_components: expected an integer >= 1 or 'auto', "
+                             f"got {n_components!r}")
+        k_min = select_k[0] if n_components == "auto" else n_components
+        if warmup < k_min:
+            raise ValueError(f"warmup: expected at least n_components ({k_min}), got {warmup}")
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.contamination = contamination
@@ -155,7 +162,7 @@ class AnomalyDetector:
         self.refit_seconds = refit_seconds
         self.refit_n_init = refit_n_init
         self.refit_enabled = refit_enabled
-        self.select_k = tuple(select_k) if select_k else None
+        self.select_k = tuple(select_k)
         self.reg_covar = reg_covar
         self.standardize = standardize
         self.tight_ratio = tight_ratio
@@ -175,7 +182,7 @@ class AnomalyDetector:
         self._window: FeatureWindow | None = None
         self._major: np.ndarray | None = None
         self._lock = threading.RLock()
-        self._refitter = Refitter(refit_n_init, reg_covar, k_range=self.select_k,
+        self._refitter = Refitter(refit_n_init, reg_covar, k_range=self._k_range(),
                                   random_state=random_state)
         self._last_refit_events = 0
         self._last_refit_time = time.monotonic()
@@ -216,7 +223,7 @@ class AnomalyDetector:
         # The online model's own drift alarm refits synchronously and would take
         # an attack burst for drift; the detector follows drift with its rolling
         # threshold and background refits instead.
-        params = dict(n_components=self.n_components, covariance_type=self.covariance_type,
+        params = dict(n_components=self._k_range()[1], covariance_type=self.covariance_type,
                       reg_covar=self._floor(), random_state=self.random_state,
                       drift_threshold=None)
         params.update(self.online_params)
@@ -240,6 +247,12 @@ class AnomalyDetector:
         floor = np.zeros_like(self.scale_) if X is None else quantisation_floor(X) / self.scale_**2
         self.floor_ = self.reg_covar + floor
         self._refitter.reg_covar = self.floor_
+
+    def _k_range(self) -> tuple[int, int]:
+        """The range the number of components is chosen from (one value when fixed)."""
+        if self.n_components == "auto":
+            return self.select_k
+        return (self.n_components, self.n_components)
 
     def _floor(self):
         """The variance floor in use: per feature once the scaling is fixed."""
@@ -281,13 +294,19 @@ class AnomalyDetector:
         X = self._scaled(X_raw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
-                                 reg_covar=self.floor_, n_init=WARMUP_RESTARTS,
-                                 random_state=self.random_state).fit(X)
+            low, high = self._k_range()
+            ks = [k for k in range(low, high + 1) if k < X.shape[0]] or [low]
+            restarts = max(2, WARMUP_RESTARTS // len(ks))
+            fits = [GaussianMixture(k, covariance_type=self.covariance_type,
+                                    reg_covar=self.floor_, n_init=restarts,
+                                    random_state=self.random_state).fit(X)
+                    for k in ks]
+            gm = min(fits, key=lambda m: m.bic(X)) if len(fits) > 1 else fits[0]
+            k = gm.weights_.shape[0]
             scores = gm.score_samples(X)
             keep = scores >= np.percentile(scores, 100 * self.contamination)
-            if keep.sum() > 2 * self.n_components:
-                gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
+            if keep.sum() > 2 * k:
+                gm = GaussianMixture(k, covariance_type=self.covariance_type,
                                      reg_covar=self.floor_, weights_init=gm.weights_,
                                      means_init=gm.means_, precisions_init=gm.precisions_
                                      ).fit(X[keep])
@@ -447,7 +466,7 @@ class AnomalyDetector:
         X, seq, preq = self._window.ordered()
         scores = self.threshold_.values()
         keep = scores >= self._threshold()
-        if keep.sum() < 5 * self.n_components:
+        if keep.sum() < 5 * self.model.weights_.shape[0]:
             return
         self._last_refit_events = self.n_events_
         self._last_refit_time = time.monotonic()
@@ -567,8 +586,7 @@ class AnomalyDetector:
     def from_config(cls, cfg, feature_names: list[str] | None = None) -> AnomalyDetector:
         """A detector from the daemon's ``detector`` config section."""
         refit = cfg.refit
-        select = getattr(refit, "select_k", None)
-        k_range = (select.min, select.max) if select is not None and select.enabled else None
+        k_range = (refit.select_k.min, refit.select_k.max)
         return cls(
             n_components=cfg.n_components, covariance_type=cfg.covariance_type,
             contamination=cfg.contamination, window=cfg.window, warmup=cfg.warmup,

@@ -39,18 +39,21 @@ class RefitResult:
 
 
 def fit_candidate(
-    X_train: np.ndarray, current: MixtureParams, n_components: int, n_init: int,
-    reg_covar: float, seed: int, k_range: tuple[int, int] | None = None,
+    X_train: np.ndarray, current: MixtureParams, n_init: int, reg_covar, seed: int,
+    k_range: tuple[int, int],
 ) -> GaussianMixture:
-    """The best of a warm start from ``current`` and ``n_init`` fresh fits (by BIC over k_range)."""
+    """The best by BIC of a warm start from ``current`` and ``n_init`` fresh fits
+    for each number of components in ``k_range`` (low, high)."""
+    low, high = k_range
+    k_now = current.means.shape[0]
     candidates = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        if current.means.shape[0] == n_components:
+        if low <= k_now <= high:
             from streamgmm.model.covariance import precisions_from_cholesky
 
             warm = GaussianMixture(
-                n_components, covariance_type=current.covariance_type, reg_covar=reg_covar,
+                k_now, covariance_type=current.covariance_type, reg_covar=reg_covar,
                 weights_init=current.weights, means_init=current.means,
                 precisions_init=precisions_from_cholesky(current.precisions_cholesky,
                                                          current.covariance_type),
@@ -59,8 +62,7 @@ def fit_candidate(
                 candidates.append(warm.fit(X_train))
             except ValueError as exc:
                 log.debug("warm-started refit failed: %s", exc)
-        ks = range(k_range[0], k_range[1] + 1) if k_range else [n_components]
-        for k in ks:
+        for k in range(low, high + 1):
             if n_init > 0 and X_train.shape[0] > k:
                 candidates.append(GaussianMixture(
                     k, covariance_type=current.covariance_type, reg_covar=reg_covar,
@@ -68,9 +70,7 @@ def fit_candidate(
                 ).fit(X_train))
     if not candidates:
         raise ValueError("no refit candidate could be fitted")
-    if k_range:
-        return min(candidates, key=lambda m: m.bic(X_train))
-    return max(candidates, key=lambda m: m.lower_bound_)
+    return min(candidates, key=lambda m: m.bic(X_train))
 
 
 def trimmed_mean(scores: np.ndarray, trim: float) -> float:
@@ -85,7 +85,7 @@ class Refitter:
     """Runs one refit at a time on a worker thread; ``poll`` hands back finished results."""
 
     def __init__(self, n_init: int = 2, reg_covar: float = 1e-6, holdout_fraction: float = 0.2,
-                 k_range: tuple[int, int] | None = None, random_state: int | None = None,
+                 k_range: tuple[int, int] = (1, 8), random_state: int | None = None,
                  min_gain: float = 0.0):
         self.n_init = n_init
         self.reg_covar = reg_covar
@@ -125,8 +125,7 @@ class Refitter:
         try:
             n_hold = max(1, int(X.shape[0] * self.holdout_fraction))
             train, hold = X[:-n_hold], X[-n_hold:]
-            k = current.means.shape[0]
-            model = fit_candidate(train, current, k, self.n_init, self.reg_covar, seed,
+            model = fit_candidate(train, current, self.n_init, self.reg_covar, seed,
                                   self.k_range)
             cand = trimmed_mean(model.score_samples(hold), trim)
             hold_preq = preq[-n_hold:]

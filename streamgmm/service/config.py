@@ -240,7 +240,10 @@ class _Validator:
             result = trial.convert(value, option, path, meta)
             if result is not _INVALID and not trial.problems:
                 return result
-        expected = " or ".join(_describe(a) for a in options)
+        # Bounds belong to the numeric options: "an integer >= 1 or one of 'auto'".
+        expected = " or ".join(
+            _describe(a) + (_bounds_text(meta) if a in (int, float) else "") for a in options
+        )
         self.problem(path, f"expected {expected}, got {_render(value, meta)}")
         return _INVALID
 

@@ -352,10 +352,12 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class SelectKConfig:
-    """Choice of the number of components by BIC at refit time."""
+    """The range 'auto' chooses the number of components from, by BIC."""
 
-    enabled: bool = option(False, help="Pick n_components in [min, max] by BIC at each refit.")
-    min: int = option(2, help="Fewest components tried.", min=1)
+    enabled: bool = option(
+        True, help="Obsolete switch kept for old files: n_components: auto is what chooses."
+    )
+    min: int = option(1, help="Fewest components tried.", min=1)
     max: int = option(8, help="Most components tried.", min=1)
 
     def check(self) -> list[tuple[str, str]]:
@@ -380,7 +382,12 @@ class RefitConfig:
 class DetectorConfig:
     """The mixture and the anomaly threshold."""
 
-    n_components: int = option(4, help="Gaussian components in the mixture.", min=1)
+    n_components: int | Literal["auto"] = option(
+        "auto",
+        help="Gaussian components in the mixture, or 'auto' to choose them by BIC over "
+        "refit.select_k at the warm-up and at every refit.",
+        min=1,
+    )
     covariance_type: Literal["full", "tied", "diag", "spherical"] = option(
         "full", help="Covariance form, as in scikit-learn."
     )
@@ -425,13 +432,9 @@ class DetectorConfig:
             problems.append(
                 ("warmup", f"expected at most window ({self.window}), got {self.warmup}")
             )
-        if self.warmup < self.n_components:
-            problems.append(
-                (
-                    "warmup",
-                    f"expected at least n_components ({self.n_components}), got {self.warmup}",
-                )
-            )
+        k = self.refit.select_k.min if self.n_components == "auto" else self.n_components
+        if self.warmup < k:
+            problems.append(("warmup", f"expected at least n_components ({k}), got {self.warmup}"))
         return problems
 
 

@@ -78,7 +78,7 @@ def test_fraud_example_needs_its_password_from_the_environment():
 
 def test_minimal_document_gets_defaults():
     config = from_dict(Config, MINIMAL)
-    assert config.detector.n_components == 4
+    assert config.detector.n_components == "auto"
     assert config.detector.contamination == 0.02
     assert config.source.kafka.max_poll_records == 500
     assert config.features.max_message_bytes == 1 << 20
@@ -94,7 +94,7 @@ def test_out_of_range_names_key_value_and_interval():
 
 def test_inclusive_lower_bound():
     data = with_(MINIMAL, "detector", n_components=0)
-    assert problems_of(data) == ["detector.n_components: expected an integer >= 1, got 0"]
+    assert problems_of(data) == ["detector.n_components: expected an integer >= 1 or one of 'auto', got 0"]
 
 
 def test_unknown_key_suggests_nearest():
@@ -120,9 +120,9 @@ def test_missing_required_key():
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [
-        ("detector", "n_components", True, "expected an integer >= 1, got true"),
-        ("detector", "n_components", "12", 'expected an integer >= 1, got "12"'),
-        ("detector", "n_components", 2.5, "expected an integer >= 1, got 2.5"),
+        ("detector", "n_components", True, "expected an integer >= 1 or one of 'auto', got true"),
+        ("detector", "n_components", "12", 'expected an integer >= 1 or one of \'auto\', got "12"'),
+        ("detector", "n_components", 2.5, "expected an integer >= 1 or one of 'auto', got 2.5"),
         (
             "detector",
             "learn_from_anomalies",
