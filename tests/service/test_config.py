@@ -94,7 +94,8 @@ def test_out_of_range_names_key_value_and_interval():
 
 def test_inclusive_lower_bound():
     data = with_(MINIMAL, "detector", n_components=0)
-    assert problems_of(data) == ["detector.n_components: expected an integer >= 1 or one of 'auto', got 0"]
+    assert problems_of(data) == [
+        "detector.n_components: expected an integer >= 1 or one of 'auto', got 0"]
 
 
 def test_unknown_key_suggests_nearest():
