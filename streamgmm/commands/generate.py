@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TextIO
 
+from streamgmm.commands.argtypes import fraud_rate, non_negative_int
 from streamgmm.synth import generate_events
 
 
@@ -23,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "evaluation only; a detector must not use them."
         ),
     )
-    parser.add_argument("-n", "--events", type=_non_negative_int, default=10_000,
+    parser.add_argument("-n", "--events", type=non_negative_int, default=10_000,
                         help="number of events (default 10000; 0 streams without end)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--fraud-rate", type=_fraud_rate, default=0.008,
+    parser.add_argument("--fraud-rate", type=fraud_rate, default=0.008,
                         help="expected share of fraudulent events (default 0.008)")
     parser.add_argument("--cards", type=int, default=1000,
                         help="size of the card population (default 1000)")
@@ -57,23 +58,3 @@ def _write(out: TextIO, n_events: int | None, args: argparse.Namespace) -> int:
         # Point stdout at devnull so the interpreter's final flush does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _fraud_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 0.5), got {text!r}")
-    return value

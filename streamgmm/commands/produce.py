@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from streamgmm.commands.argtypes import non_negative_float, non_negative_int
+
 EXIT_FAILED = 1
 _PROGRESS_S = 5.0
 _CHECK_EVERY = 1000  # sends between checks of the pending futures
@@ -36,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT",
                         help="broker address(es), comma-separated")
     parser.add_argument("--topic", required=True, help="topic to write to")
-    parser.add_argument("--rate", type=_non_negative_float, default=1000.0, metavar="EPS",
+    parser.add_argument("--rate", type=non_negative_float, default=1000.0, metavar="EPS",
                         help="events per second (default 1000; 0 = as fast as possible)")
-    parser.add_argument("-n", "--events", type=_non_negative_int, default=0,
+    parser.add_argument("-n", "--events", type=non_negative_int, default=0,
                         help="events to send (default 0: the whole file, or without end)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
     parser.add_argument("--fraud-rate", type=float, default=0.01,
@@ -141,23 +143,3 @@ def _check(futures: list[Any], final: bool = False) -> tuple[list[Any], int]:
             if failed == 1:
                 print(f"produce: a send failed: {future.exception}", file=sys.stderr)
     return waiting, failed
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
