@@ -174,6 +174,8 @@ class TansuBroker:
     ) -> None:
         self.port = port or free_port()
         self.advertised_port = advertised_port or self.port
+        # A log file of our own making is removed on stop; a caller's is kept.
+        self._own_log = log_path is None
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
             os.close(fd)
@@ -274,6 +276,8 @@ class TansuBroker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout_s)
+        if self._own_log:
+            self.log_path.unlink(missing_ok=True)
 
     def log_tail(self, n_lines: int = 40) -> str:
         """The last lines of the broker's output, for failure messages."""
