@@ -263,6 +263,7 @@ class KafkaSource:
         self._events: deque[tuple[str, list[TP]]] = deque()
         self._positions: dict[TP, int] = {}
         self._pending_seeks: dict[TP, int] = {}
+        self._polled_from: dict[TP, int] = {}
         self._seeked_since_fetch: set[TP] = set()
         self.commit_failures = 0
         self.commit_skipped_partitions = 0
@@ -301,7 +302,12 @@ class KafkaSource:
             time.sleep(max(0.0, timeout_s - (time.monotonic() - started)))
             polled = {}
         self._seeked_since_fetch = set()
+        # The consumer's positions are already past these records; next_offset()
+        # answers from them while this poll's rebalance callbacks run.
+        self._polled_from = {(tp.topic, tp.partition): batch[0].offset
+                             for tp, batch in polled.items() if batch}
         self._dispatch_events()
+        self._polled_from = {}
         records = flatten_records(polled, skip=self._seeked_since_fetch)
         for r in records:
             self._positions[(r.topic, r.partition)] = r.offset + 1
@@ -401,6 +407,24 @@ class KafkaSource:
         return self._consumer.committed(
             TopicPartition(topic, partition), timeout_ms=int(timeout_s * 1000)
         )
+
+    def next_offset(self, topic: str, partition: int, timeout_s: float = 10.0) -> int | None:
+        """The next offset this member will read from an assigned partition.
+
+        The committed offset, or where ``auto_offset_reset`` puts a partition
+        without one (a broker round trip). Inside :meth:`poll`'s callbacks, a
+        partition that the poll returned records of answers its first one's
+        offset: those records are yet to be used. None when it cannot be had now.
+        """
+        if (topic, partition) in self._polled_from:
+            return self._polled_from[(topic, partition)]
+        try:
+            return self._consumer.position(TopicPartition(topic, partition),
+                                           timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            log.warning("%s/%d: position unknown: %s: %s", topic, partition,
+                        type(exc).__name__, exc)
+            return None
 
     # -- observing -----------------------------------------------------------
 

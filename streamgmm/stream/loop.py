@@ -225,20 +225,42 @@ class ConsumerLoop:
         Runs on the polling thread (KafkaSource replays rebalance events there),
         where broker calls and seeks are allowed.
         """
+        started = []
         for topic, partition in partitions:
             tp = (topic, partition)
             committed = self._ask_committed(tp)
             self.committed[tp] = committed
             self._take_back(tp, committed)
             learned = self.learned.get(tp)
-            if learned is not None and (committed is None or learned < committed):
+            if learned is None:
+                if self._start_learning(tp, committed):
+                    started.append(tp)
+            elif committed is None or learned < committed:
                 self.source.seek(topic, partition, learned)
                 if committed is not None:
                     log.info(
                         "%s/%d: replaying offsets %d..%d into the model without alerts",
                         topic, partition, learned, committed - 1,
                     )
+        if started and self._checkpoint is not None:
+            # Record where the model starts on these partitions before it learns
+            # any of them: a crash before the next checkpoint would otherwise leave
+            # them out of it, and the restart would skip what was learned and
+            # committed meanwhile instead of replaying it.
+            self._dirty = True
+            self._maybe_checkpoint(force=True)
         self._set_assignment()
+
+    def _start_learning(self, tp: TP, committed: int | None) -> bool:
+        """Take the partition's next offset as learned (nothing of it learned yet)."""
+        start = committed
+        if start is None:
+            next_offset = getattr(self.source, "next_offset", None)
+            start = next_offset(*tp) if next_offset is not None else None
+        if start is None:
+            return False
+        self.learned[tp] = start
+        return True
 
     def _ask_committed(self, tp: TP) -> int | None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -261,6 +262,20 @@ def http_status(port: int, path: str) -> int:
         return exc.code
 
 
+def assignments(workdir: Path) -> int:
+    """How many times the daemons of ``workdir`` were assigned partitions (all lives)."""
+    path = workdir / "daemon.log"
+    return path.read_text(errors="replace").count("partitions assigned") if path.exists() else 0
+
+
+def last_checkpointed_count(workdir: Path) -> int | None:
+    """The event count of the last checkpoint the daemon logged (the file may be mid-write)."""
+    path = workdir / "daemon.log"
+    found = re.findall(r"checkpoint \S+ written: (\d+) events learned",
+                       path.read_text(errors="replace") if path.exists() else "")
+    return int(found[-1]) if found else None
+
+
 def redone_batches(log: str) -> int:
     """Batches the daemon logged as redone (a failed send or commit)."""
     return log.count("the batch will be redone")
@@ -299,10 +314,16 @@ def test_sigkill_at_random_points_loses_nothing_and_learns_each_event_once(
             kill_mid_work(tmp_path, producer, rng.uniform(0.2, 2.0))
         producer.join(30)
         assert stream.n == n_events
+        joined = assignments(tmp_path)
         daemon = Daemon(tmp_path)
         try:
-            wait_for(lambda: set(stream.ids) <= set(daemon.audited()), 60,
-                     "every event audited", daemon)
+            # The audit spans every life: also wait for this one to be at work
+            # (a SIGTERM before the handlers are installed would just kill it)
+            # and for its model to have caught up by replay (its checkpoints say).
+            wait_for(lambda: assignments(tmp_path) > joined
+                     and set(stream.ids) <= set(daemon.audited())
+                     and last_checkpointed_count(tmp_path) == n_events, 60,
+                     "every event audited and learned", daemon)
             code, seconds = daemon.stop()
         finally:
             daemon.kill()
@@ -325,6 +346,11 @@ def test_sigkill_at_random_points_loses_nothing_and_learns_each_event_once(
     assert "replaying offsets" in log
     meta = final_meta(tmp_path)
     assert meta["n_events"] == n_events, f"seed {seed}"
+    # Every checkpoint of every life was consistent: the model had learned
+    # exactly the events below its offsets (all partitions start at 0).
+    for count, offsets in re.findall(r"written: (\d+) events learned, offsets (.*)", log):
+        learned = sum(int(o) for o in re.findall(r"=(\d+)", offsets))
+        assert int(count) == learned, f"seed {seed}: {count} events, offsets {offsets}"
     committed, ends = committed_and_end(broker.bootstrap, topic, group, partitions)
     assert committed == ends and sum(ends.values()) == n_events
     assert {(t, p): o for t, p, o in meta["offsets"]} == {(topic, p): o for p, o in ends.items()}

@@ -300,3 +300,38 @@ def test_stop_event_ends_the_loop_after_the_batch(tmp_path):
     loop.process = process_then_stop
     stats = loop.run(stop)
     assert stats.batches == 1 and len(source.commits) == 1
+
+
+class StartingSource(ScriptedSource):
+    """A new group: no committed offsets; reading starts where the source says."""
+
+    def next_offset(self, topic, partition, timeout_s=10.0):
+        return self.position[(topic, partition)]
+
+
+def test_partitions_new_to_the_model_are_checkpointed_before_they_are_learned(tmp_path):
+    """A crash after the first batches must not leave a partition out of the checkpoint
+    (the restart would skip what the lost life learned and committed, not replay it)."""
+    records = events(200, partitions=3)
+    calls = []
+    source = StartingSource(records, committed={(TOPIC, 2): 7})
+    loop = make_loop(source, tmp_path, checkpoint=calls.append)
+    assert calls == [{(TOPIC, 0): 0, (TOPIC, 1): 0, (TOPIC, 2): 7}]
+    loop.run(threading.Event())
+    assert loop.detector.n_events_ == sum(calls[-1].values()) - 7
+
+
+def test_a_partition_processed_elsewhere_meanwhile_goes_on_from_the_committed_offset(tmp_path):
+    records = events(300, partitions=2)
+    source = ScriptedSource(records, batch_size=40)
+    loop = make_loop(source, tmp_path)
+    loop.process(source.poll(0))  # 20 events of each partition learned and committed
+    loop.on_revoke([(TOPIC, 1)])
+    source.group_offsets[(TOPIC, 1)] = 100  # another member got to 100
+    source.position[(TOPIC, 1)] = 100
+    loop.on_assign([(TOPIC, 1)])
+    assert (TOPIC, 1, 20) not in source.seeks and loop.learned[(TOPIC, 1)] == 100
+    # Taken back with nothing committed meanwhile: the learned offset stands.
+    loop.on_revoke([(TOPIC, 0)])
+    loop.on_assign([(TOPIC, 0)])
+    assert loop.learned[(TOPIC, 0)] == 20
