@@ -168,4 +168,9 @@ def setup_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(name)
+    # kafka-python narrates every connection attempt at INFO; the daemon logs
+    # what matters (broker lost, retrying, recovered) itself. DEBUG shows all.
+    level = logging.getLevelName(name)
+    logging.getLogger("kafka").setLevel(level if level <= logging.DEBUG
+                                        else max(level, logging.WARNING))
     return handler
