@@ -270,7 +270,8 @@ def _timestamps(bootstrap: str, topic: str, n: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--max-poll-records", type=int, default=500)
+    parser.add_argument("--max-poll-records", type=int, default=2000,
+                        help="the daemon's default")
     parser.add_argument("--rate", type=float, default=5000.0, help="events/s, latency part")
     parser.add_argument("--seconds", type=float, default=15.0, help="latency part duration")
     parser.add_argument("--profile-events", type=int, default=50_000)

@@ -77,7 +77,12 @@ class KafkaConfig:
     )
     client_id: str = option("streamgmm", help="Client id shown in broker logs and quotas.")
     max_poll_records: int = option(
-        500, help="Most records one poll returns (one micro-batch).", min=1
+        2000,
+        help="Most records one poll returns (one micro-batch). Each batch waits for its "
+        "alerts' acknowledgements and an offset commit, so larger batches raise throughput "
+        "(bench/bench_e2e.py: 25k events/s at 500, 38k at 2000) at the price of more "
+        "duplicate alerts after a crash.",
+        min=1,
     )
     poll_timeout_ms: int = option(
         500, help="How long a poll waits for records; 0 would busy-loop.", min=1

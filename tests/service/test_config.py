@@ -80,7 +80,7 @@ def test_minimal_document_gets_defaults():
     config = from_dict(Config, MINIMAL)
     assert config.detector.n_components == "auto"
     assert config.detector.contamination == 0.02
-    assert config.source.kafka.max_poll_records == 500
+    assert config.source.kafka.max_poll_records == 2000
     assert config.features.max_message_bytes == 1 << 20
 
 
