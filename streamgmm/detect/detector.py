@@ -470,8 +470,7 @@ class AnomalyDetector:
             return
         self._last_refit_events = self.n_events_
         self._last_refit_time = time.monotonic()
-        self._refitter.submit(X[keep], preq[keep], self.model._get_params(), int(seq[-1]),
-                              self.contamination)
+        self._refitter.submit(X[keep], preq[keep], self.model._get_params(), int(seq[-1]))
 
     def _apply_refit(self, result: RefitResult | None) -> None:
         if result is None:

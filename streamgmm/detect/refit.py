@@ -73,14 +73,6 @@ def fit_candidate(
     return min(candidates, key=lambda m: m.bic(X_train))
 
 
-def trimmed_mean(scores: np.ndarray, trim: float) -> float:
-    """Mean of the scores above their ``trim`` quantile (robust to leftover outliers)."""
-    if scores.size == 0:
-        return float("nan")
-    cut = np.quantile(scores, trim)
-    return float(scores[scores >= cut].mean())
-
-
 class Refitter:
     """Runs one refit at a time on a worker thread; ``poll`` hands back finished results."""
 
@@ -101,7 +93,7 @@ class Refitter:
         return self._future is not None and not self._future.done()
 
     def submit(self, X_clean: np.ndarray, preq_clean: np.ndarray, current: MixtureParams,
-               snapshot_seq: int, trim: float) -> bool:
+               snapshot_seq: int) -> bool:
         """Start a refit on ``X_clean`` (oldest first); False when one is already running.
 
         ``preq_clean`` holds each event's prequential log-density: its score under
@@ -116,23 +108,25 @@ class Refitter:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
         self._seed += 1
         self._future = self._executor.submit(
-            self._run, X_clean, preq_clean, current.copy(), snapshot_seq, trim, self._seed)
+            self._run, X_clean, preq_clean, current.copy(), snapshot_seq, self._seed)
         return True
 
     def _run(self, X: np.ndarray, preq: np.ndarray, current: MixtureParams, seq: int,
-             trim: float, seed: int) -> RefitResult:
+             seed: int) -> RefitResult:
         start = time.perf_counter()
         try:
             n_hold = max(1, int(X.shape[0] * self.holdout_fraction))
             train, hold = X[:-n_hold], X[-n_hold:]
             model = fit_candidate(train, current, self.n_init, self.reg_covar, seed,
                                   self.k_range)
-            cand = trimmed_mean(model.score_samples(hold), trim)
+            # The held-out events are already cleaned of flagged ones: a plain
+            # mean, so that a candidate losing a small legitimate mode pays for it.
+            cand = float(model.score_samples(hold).mean())
             hold_preq = preq[-n_hold:]
             if np.all(np.isfinite(hold_preq)):
-                cur = trimmed_mean(hold_preq, trim)
+                cur = float(hold_preq.mean())
             else:  # restored from a state without prequential scores
-                cur = trimmed_mean(current.e_step(hold)[0], trim)
+                cur = float(current.e_step(hold)[0].mean())
             outcome = "accepted" if cand > cur + self.min_gain else "rejected"
             return RefitResult(outcome, time.perf_counter() - start, seq, model, cand, cur)
         except Exception as exc:  # a failed refit must never stop the stream
