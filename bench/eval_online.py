@@ -30,36 +30,12 @@ from scipy.stats import multivariate_normal
 from threadpoolctl import threadpool_limits
 
 from streamgmm import GaussianMixture, OnlineGaussianMixture
+from streamgmm.testing import mixtures
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adbench"
 DATASETS = ("16_http", "23_mammography", "32_shuttle", "34_smtp", "38_thyroid", "6_cardio")
-WEIGHTS8 = np.array([0.24, 0.18, 0.14, 0.12, 0.10, 0.08, 0.08, 0.06])
-
-
-def make_mixture(seed: int, k: int = 8, d: int = 10, spread: float = 1.6, sep: float = 2.5):
-    """The mixture of tests/model/test_online.py: means N(0, spread^2) with every pair
-    at least ``sep`` apart in the Mahalanobis metric of their average covariance."""
-    rng = np.random.default_rng(seed)
-    covs = np.empty((k, d, d))
-    for c in range(k):
-        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
-        covs[c] = (q * rng.uniform(0.3, 2.0, d)) @ q.T
-    means = np.empty((k, d))
-    c = 0
-    while c < k:
-        m = rng.normal(0.0, spread, d)
-        if all((m - means[j]) @ np.linalg.solve((covs[c] + covs[j]) / 2, m - means[j])
-               >= sep**2 for j in range(c)):
-            means[c] = m
-            c += 1
-    return WEIGHTS8[:k] / WEIGHTS8[:k].sum(), means, covs
-
-
-def sample(mix, n, rng, shift=0.0):
-    w, means, covs = mix
-    labels = rng.choice(len(w), n, p=w)
-    z = rng.normal(size=(n, means.shape[1]))
-    return (means + shift)[labels] + np.einsum("nij,nj->ni", np.linalg.cholesky(covs)[labels], z)
+make_mixture = mixtures.make_mixture
+sample = mixtures.sample_mixture
 
 
 def true_loglik(mix, X, shift=0.0) -> tuple[np.ndarray, float]:

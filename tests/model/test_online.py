@@ -6,51 +6,20 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.stats import multivariate_normal
 
 from streamgmm.model.base import NotFittedError
 from streamgmm.model.covariance import COVARIANCE_TYPES, n_parameters
 from streamgmm.model.gmm import GaussianMixture
 from streamgmm.model.io import load
 from streamgmm.model.online import OnlineGaussianMixture
+from streamgmm.testing import mixtures
 
-WEIGHTS8 = np.array([0.24, 0.18, 0.14, 0.12, 0.10, 0.08, 0.08, 0.06])
-
-
-def make_mixture(seed: int, k: int = 8, d: int = 10, spread: float = 1.6, sep: float = 2.5):
-    """Unequal weights, random full covariances (eigenvalues 0.3 to 2), means drawn
-    N(0, spread^2) and kept only if every pair is at least ``sep`` apart in the
-    Mahalanobis metric of their average covariance: some overlap, yet identifiable."""
-    rng = np.random.default_rng(seed)
-    covs = np.empty((k, d, d))
-    for c in range(k):
-        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
-        covs[c] = (q * rng.uniform(0.3, 2.0, d)) @ q.T
-    means = np.empty((k, d))
-    c = 0
-    while c < k:
-        m = rng.normal(0.0, spread, d)
-        if all((m - means[j]) @ np.linalg.solve((covs[c] + covs[j]) / 2, m - means[j])
-               >= sep**2 for j in range(c)):
-            means[c] = m
-            c += 1
-    w = WEIGHTS8[:k] / WEIGHTS8[:k].sum()
-    return w, means, covs
-
-
-def sample(mix, n: int, rng: np.random.Generator) -> np.ndarray:
-    w, means, covs = mix
-    labels = rng.choice(len(w), n, p=w)
-    z = rng.normal(size=(n, means.shape[1]))
-    return means[labels] + np.einsum("nij,nj->ni", np.linalg.cholesky(covs)[labels], z)
+make_mixture = mixtures.make_mixture
+sample = mixtures.sample_mixture
 
 
 def true_score(mix, X: np.ndarray) -> float:
-    w, means, covs = mix
-    lp = np.stack([np.log(w[c]) + multivariate_normal(means[c], covs[c]).logpdf(X)
-                   for c in range(len(w))], axis=1)
-    top = lp.max(axis=1)
-    return float(np.mean(top + np.log(np.exp(lp - top[:, None]).sum(axis=1))))
+    return float(mixtures.mixture_log_density(mix, X).mean())
 
 
 def stream(model: OnlineGaussianMixture, X: np.ndarray, batch: int = 500):
