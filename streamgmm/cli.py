@@ -55,7 +55,13 @@ def _limit_blas_threads(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _limit_blas_threads(sys.argv[1:] if argv is None else argv)
+    args_list = sys.argv[1:] if argv is None else argv
+    _limit_blas_threads(args_list)
+    if next((a for a in args_list if not a.startswith("-")), None) == "run":
+        # Before the heavy imports: SIGTERM during start-up still shuts down cleanly.
+        from streamgmm.service import signals
+
+        signals.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

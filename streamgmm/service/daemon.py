@@ -19,7 +19,6 @@ directory with only damaged checkpoints, stops the start with a clear error
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from streamgmm.service import signals
 from streamgmm.service.checkpoint import CheckpointError, CheckpointStore
 from streamgmm.service.config import config_fingerprint
 from streamgmm.service.health import HealthState, make_app, serve
@@ -83,9 +83,10 @@ def run_daemon(
         Install SIGTERM and SIGINT handlers (only possible on the main thread).
     """
     setup_logging(config.logging.level, config.logging.format)
-    stop = stop or threading.Event()
     if install_signals:
-        _install_signals(stop)
+        # The same event the CLI's early handler sets, so a signal during start-up counts.
+        stop = signals.install(stop or signals.STOP)
+    stop = stop or threading.Event()
     daemon = _Daemon(config, alerts_format, stop)
     try:
         daemon.start()
@@ -102,17 +103,6 @@ def run_daemon(
         daemon.close()
     daemon.summary(stats)
     return 0
-
-
-def _install_signals(stop: threading.Event) -> None:
-    def handle(signum: int, frame: Any) -> None:
-        if stop.is_set():  # a second signal: stop now
-            raise KeyboardInterrupt
-        log.info("%s received: finishing the batch and shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 class _ProbedHealth(HealthState):
