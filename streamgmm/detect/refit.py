@@ -76,6 +76,9 @@ def fit_candidate(
 class Refitter:
     """Runs one refit at a time on a worker thread; ``poll`` hands back finished results."""
 
+    # How far a refit may move the number of components from the current one.
+    K_STEP = 2
+
     def __init__(self, n_init: int = 2, reg_covar: float = 1e-6, holdout_fraction: float = 0.2,
                  k_range: tuple[int, int] = (1, 8), random_state: int | None = None,
                  min_gain: float = 0.0):
@@ -87,6 +90,15 @@ class Refitter:
         self._seed = 0 if random_state is None else int(random_state)
         self._executor: ThreadPoolExecutor | None = None
         self._future: Future | None = None
+
+    def local_range(self, k_now: int) -> tuple[int, int]:
+        """The numbers of components a refit tries: within two of the current one.
+
+        The right number changes slowly; trying the whole range at every refit
+        would cost the stream's other core several times the work for nothing.
+        """
+        low, high = self.k_range
+        return max(low, k_now - self.K_STEP), min(high, k_now + self.K_STEP)
 
     @property
     def busy(self) -> bool:
@@ -118,7 +130,7 @@ class Refitter:
             n_hold = max(1, int(X.shape[0] * self.holdout_fraction))
             train, hold = X[:-n_hold], X[-n_hold:]
             model = fit_candidate(train, current, self.n_init, self.reg_covar, seed,
-                                  self.k_range)
+                                  self.local_range(current.means.shape[0]))
             # The held-out events are already cleaned of flagged ones: a plain
             # mean, so that a candidate losing a small legitimate mode pays for it.
             cand = float(model.score_samples(hold).mean())
