@@ -14,7 +14,12 @@ and kafka-python, so importing it is cheap.
 """
 
 from streamgmm.testing.prom import PrometheusServer, prometheus_path, promtool_path
-from streamgmm.testing.tansu import FAST_CONSUMER_OPTIONS, TansuBroker, free_port
+from streamgmm.testing.tansu import (
+    FAST_CONSUMER_OPTIONS,
+    TansuBroker,
+    fast_kafka_source,
+    free_port,
+)
 from streamgmm.testing.tcpproxy import TcpProxy
 
 __all__ = [
@@ -22,6 +27,7 @@ __all__ = [
     "PrometheusServer",
     "TansuBroker",
     "TcpProxy",
+    "fast_kafka_source",
     "free_port",
     "prometheus_path",
     "promtool_path",

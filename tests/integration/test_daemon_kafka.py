@@ -18,12 +18,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamgmm.service.checkpoint import CheckpointStore
 from streamgmm.stream.audit import read_audit
-from streamgmm.testing import FAST_CONSUMER_OPTIONS, free_port
+from streamgmm.testing import fast_kafka_source, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 PARTITIONS = 3
-MANAGED = {"session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms"}
 
 
 class Stream:
@@ -63,15 +62,9 @@ class Stream:
 
 
 def daemon_config(tmp_path: Path, bootstrap: str, topic: str, group: str, **extra) -> Path:
-    options = {k: v for k, v in FAST_CONSUMER_OPTIONS.items() if k not in MANAGED}
     doc = {
-        "source": {"type": "kafka", "kafka": {
-            "bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
-            "max_poll_records": 100, "poll_timeout_ms": 200,
-            "session_timeout_ms": FAST_CONSUMER_OPTIONS["session_timeout_ms"],
-            "heartbeat_interval_ms": FAST_CONSUMER_OPTIONS["heartbeat_interval_ms"],
-            "max_poll_interval_ms": FAST_CONSUMER_OPTIONS["max_poll_interval_ms"],
-            "broker_timeout_s": 5, "client_options": options}},
+        "source": {"type": "kafka", "kafka": fast_kafka_source(
+            bootstrap, [topic], group, max_poll_records=100, broker_timeout_s=5)},
         "features": {"key": "id", "fields": [{"name": "a"}, {"name": "b"}]},
         "detector": {"n_components": 1, "contamination": 0.03, "window": 300, "warmup": 100,
                      "random_state": 0, "refit": {"enabled": False}},

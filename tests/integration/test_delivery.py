@@ -29,12 +29,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamgmm.service.checkpoint import CheckpointStore
 from streamgmm.stream.audit import read_audit
-from streamgmm.testing import FAST_CONSUMER_OPTIONS
+from streamgmm.testing import fast_kafka_source
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
 #: Group timings the daemon takes from its own config keys, not client_options.
-MANAGED = {"session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms"}
 #: Left to the daemon's own default (derived from broker_timeout_s), which the
 #: outage tests exercise.
 DAEMON_DEFAULTS = {"reconnect_backoff_max_ms"}
@@ -128,17 +127,9 @@ def write_config(workdir: Path, bootstrap: str, topic: str, group: str,
     ``overrides`` replace top-level sections; ``kafka=`` entries update
     ``source.kafka``.
     """
-    options = {k: v for k, v in FAST_CONSUMER_OPTIONS.items()
-               if k not in MANAGED | DAEMON_DEFAULTS}
-    kafka = {
-        "bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
-        "max_poll_records": 50, "poll_timeout_ms": 200,
-        "session_timeout_ms": FAST_CONSUMER_OPTIONS["session_timeout_ms"],
-        "heartbeat_interval_ms": FAST_CONSUMER_OPTIONS["heartbeat_interval_ms"],
-        "max_poll_interval_ms": FAST_CONSUMER_OPTIONS["max_poll_interval_ms"],
-        "broker_timeout_s": 3, "client_options": options,
-        **overrides.pop("kafka", {}),
-    }
+    settings = {"max_poll_records": 50, "broker_timeout_s": 3, **overrides.pop("kafka", {})}
+    kafka = fast_kafka_source(bootstrap, [topic], group, leave_out=tuple(DAEMON_DEFAULTS),
+                              **settings)
     doc = {
         "source": {"type": "kafka", "kafka": kafka},
         "features": {"key": "id", "fields": [{"name": "a"}, {"name": "b"}]},

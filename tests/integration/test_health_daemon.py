@@ -31,7 +31,7 @@ from streamgmm.stream.decode import REASONS, Decoder
 from streamgmm.stream.file_io import NullSink
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings
 from streamgmm.stream.records import Record
-from streamgmm.testing import FAST_CONSUMER_OPTIONS, TansuBroker, free_port
+from streamgmm.testing import TansuBroker, fast_kafka_source, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -72,17 +72,10 @@ def produce(bootstrap: str, topic: str, n: int, seed: int = 0) -> None:
 
 def write_config(tmp_path: Path, name: str, bootstrap: str, topic: str, group: str,
                  port: int) -> Path:
-    options = {k: v for k, v in FAST_CONSUMER_OPTIONS.items()
-               if k not in ("session_timeout_ms", "heartbeat_interval_ms",
-                            "max_poll_interval_ms")}
     doc = {
-        "source": {"type": "kafka", "kafka": {
-            "bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
-            "max_poll_records": 100, "poll_timeout_ms": 200,
-            "session_timeout_ms": FAST_CONSUMER_OPTIONS["session_timeout_ms"],
-            "heartbeat_interval_ms": FAST_CONSUMER_OPTIONS["heartbeat_interval_ms"],
-            "max_poll_interval_ms": FAST_CONSUMER_OPTIONS["max_poll_interval_ms"],
-            "broker_timeout_s": BROKER_TIMEOUT_S, "client_options": options}},
+        "source": {"type": "kafka", "kafka": fast_kafka_source(
+            bootstrap, [topic], group, max_poll_records=100,
+            broker_timeout_s=BROKER_TIMEOUT_S)},
         "features": {"key": "id", "fields": [{"name": "a"}, {"name": "b"}]},
         "detector": {"n_components": 1, "contamination": 0.05, "window": 200,
                      "warmup": WARMUP, "random_state": 0, "refit": {"enabled": False}},

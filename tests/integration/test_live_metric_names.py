@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamgmm.service.metrics import Metrics
 from streamgmm.service.promql import metric_names
 from streamgmm.stream.decode import REASONS
-from streamgmm.testing import FAST_CONSUMER_OPTIONS, free_port
+from streamgmm.testing import fast_kafka_source, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -84,17 +84,10 @@ def test_dashboard_and_rules_read_only_live_metrics(broker, topic_factory, tmp_p
     topic, alerts, dlq = topic_factory(partitions=2), topic_factory(), topic_factory()
     produce(broker.bootstrap, topic, 500)
     port = free_port()
-    options = {k: v for k, v in FAST_CONSUMER_OPTIONS.items()
-               if k not in ("session_timeout_ms", "heartbeat_interval_ms",
-                            "max_poll_interval_ms")}
     doc = {
-        "source": {"type": "kafka", "kafka": {
-            "bootstrap_servers": broker.bootstrap, "topics": [topic], "group_id": f"g-{topic}",
-            "max_poll_records": 50, "poll_timeout_ms": 200, "broker_timeout_s": 5,
-            "session_timeout_ms": FAST_CONSUMER_OPTIONS["session_timeout_ms"],
-            "heartbeat_interval_ms": FAST_CONSUMER_OPTIONS["heartbeat_interval_ms"],
-            "max_poll_interval_ms": FAST_CONSUMER_OPTIONS["max_poll_interval_ms"],
-            "client_options": options}},
+        "source": {"type": "kafka", "kafka": fast_kafka_source(
+            broker.bootstrap, [topic], f"g-{topic}", max_poll_records=50,
+            broker_timeout_s=5)},
         "features": {"key": "id", "fields": [{"name": "a"}, {"name": "b"}]},
         "detector": {"n_components": 2, "contamination": 0.05, "window": 200, "warmup": 100,
                      "random_state": 0, "refit": {"enabled": True, "every_events": 100}},

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streamgmm.testing import FAST_CONSUMER_OPTIONS, PrometheusServer, free_port
+from streamgmm.testing import PrometheusServer, fast_kafka_source, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -80,18 +80,10 @@ def count_records(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
 
 
 def daemon_config(tmp_path: Path, bootstrap: str, topics: dict[str, str], port: int) -> Path:
-    options = {k: v for k, v in FAST_CONSUMER_OPTIONS.items()
-               if k not in ("session_timeout_ms", "heartbeat_interval_ms",
-                            "max_poll_interval_ms")}
     doc = {
-        "source": {"type": "kafka", "kafka": {
-            "bootstrap_servers": bootstrap, "topics": [topics["events"]],
-            "group_id": f"g-{topics['events']}", "max_poll_records": 100,
-            "poll_timeout_ms": 200, "broker_timeout_s": 5,
-            "session_timeout_ms": FAST_CONSUMER_OPTIONS["session_timeout_ms"],
-            "heartbeat_interval_ms": FAST_CONSUMER_OPTIONS["heartbeat_interval_ms"],
-            "max_poll_interval_ms": FAST_CONSUMER_OPTIONS["max_poll_interval_ms"],
-            "client_options": options}},
+        "source": {"type": "kafka", "kafka": fast_kafka_source(
+            bootstrap, [topics["events"]], f"g-{topics['events']}", max_poll_records=100,
+            broker_timeout_s=5)},
         "features": {"key": "id", "fields": [{"name": "a"}, {"name": "b"}]},
         "detector": {"n_components": 2, "contamination": 0.03, "window": 300, "warmup": 100,
                      "random_state": 0, "refit": {"enabled": True, "every_events": 150}},
