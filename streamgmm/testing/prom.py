@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamgmm.testing.tansu import free_port
+from streamgmm.testing.tansu import free_port, terminate
 
 
 def prometheus_path() -> str | None:
@@ -204,12 +204,7 @@ class PrometheusServer:
         """Stop the server and delete its data directory."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
+            terminate(proc, timeout_s)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> PrometheusServer:

@@ -86,6 +86,16 @@ def fast_kafka_source(bootstrap: str, topics: list[str], group: str,
             "client_options": client, **settings}
 
 
+def terminate(proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM a server process, then SIGKILL it if it has not exited within timeout_s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -289,12 +299,7 @@ class TansuBroker:
         if self._paused:
             os.kill(proc.pid, signal.SIGCONT)
             self._paused = False
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout_s)
+        terminate(proc, timeout_s)
         if self._own_log:
             self.log_path.unlink(missing_ok=True)
 
