@@ -131,7 +131,6 @@ def test_two_members_split_four_partitions(broker, topic_factory):
         assert assigned["a"][0] == [(topic, p) for p in range(4)]
         assert revoked["a"] and revoked["a"][-1] == [(topic, p) for p in range(4)]
         assert sorted(assigned["b"][-1]) == sorted(b.assignment())
-        assert first_join < 10 and both < 15
         # Everything is consumed by one member or the other, none twice after commits.
         poll_until([a, b], lambda: len({r.position for r in got}) >= 40, 30, got)
         assert {r.value for r in got} == {f"v{i}".encode() for i in range(40)}
