@@ -29,6 +29,13 @@ MODES = ("anomaly", "novelty")
 # afford many, and everything after it starts from its solution.
 WARMUP_RESTARTS = 10
 
+# Share of the window that events kept out of learning may reach before they are
+# taken as a change of regime rather than a burst of anomalies (see ``_update_hold``).
+REGIME_SHARE = 1.0 / 3.0
+# Held events spread over this share of the window's tenths are a recurring
+# pattern or a partial change of the stream, not a burst (see ``_update_hold``).
+SPREAD_SHARE = 0.75
+
 
 @dataclass
 class Detections:
@@ -71,7 +78,12 @@ class AnomalyDetector:
         'anomaly' learns from the stream it scores; 'novelty' fits on a
         reference set (``fit``) or a model file (``model_path``) and only scores.
     learn_from_anomalies : bool, default=False
-        Whether flagged events enter the online update.
+        Whether flagged events enter the online update. When many more events
+        than ``contamination`` score low at once (a burst of attacks), the bar
+        for learning stays where it was until the burst has passed, so a burst
+        cannot teach the model that it is normal; low-scoring events that fill a
+        third of the window, or keep coming all over it, are learned as a change
+        of the stream.
     refit_every : int, default=5000
         Events between background refits (0 = never by count).
     refit_seconds : float, default=0
@@ -181,6 +193,8 @@ class AnomalyDetector:
         self.floor_: np.ndarray | None = None
         self._window: FeatureWindow | None = None
         self._major: np.ndarray | None = None
+        self._refit_soon = False
+        self._hold_gate: float | None = None
         self._lock = threading.RLock()
         self._refitter = Refitter(refit_n_init, reg_covar, k_range=self._k_range(),
                                   random_state=random_state)
@@ -313,7 +327,7 @@ class AnomalyDetector:
         self._start_from(gm, X[keep])
         seq = self.n_events_ - X.shape[0] + np.arange(X.shape[0])
         score, _, log_norm, _ = self._scores(X)
-        self._window.push(X, seq, log_norm)
+        self._window.push(X, seq, log_norm, keep)
         self.threshold_.push(score)
         self._last_refit_events = self.n_events_
 
@@ -377,6 +391,48 @@ class AnomalyDetector:
             return self._frozen_threshold
         return self.threshold_.threshold()
 
+    def _gate(self) -> float:
+        """The score below which an event is kept out of learning and refits.
+
+        Normally the threshold. About ``contamination`` of the window is then
+        kept out of learning; when many more events score low (over twice that
+        budget), the window's percentile would soon sit inside them and let the
+        rest of them in: a burst of 1,000 near-identical attacks would teach the
+        model that it is normal. So while such a surge lasts, the gate stays
+        where it was when the surge began, and the surge stays out
+        (``_update_hold``).
+        """
+        return self._threshold() if self._hold_gate is None else self._hold_gate
+
+    def _update_hold(self, gate: float) -> None:
+        """Start, keep or end a hold after a batch scored against ``gate``.
+
+        A hold ends when the held events leave the window (the burst is over),
+        or when they are not a burst: when they fill ``REGIME_SHARE`` of the
+        window (an abrupt change of regime), or when they are spread over the
+        window rather than bunched in time: over twice the budget in
+        ``SPREAD_SHARE`` of its tenths (a recurring pattern, or a part of the
+        traffic that changed). Then the held events are taken as normal: the gate
+        returns to the threshold and a refit comes next.
+        """
+        n, held = len(self._window), self._window.unlearned()
+        budget = 2 * self.contamination
+        if held <= budget * n:
+            self._hold_gate = None
+        elif self._hold_gate is None:
+            self._hold_gate = gate
+        elif held >= REGIME_SHARE * n or self._spread(budget) >= SPREAD_SHARE:
+            self._window.mark_learned()
+            self._hold_gate = None
+            self._refit_soon = True
+
+    def _spread(self, budget: float) -> float:
+        """Share of the window's tenths holding more than ``budget`` of held events."""
+        held = ~self._window.learned_ordered()
+        edges = np.linspace(0, held.size, 11).astype(int)
+        counts = np.add.reduceat(held, edges[:-1])
+        return float(np.mean(counts > budget * np.diff(edges)))
+
     def process(self, X, learn: bool = True, alert: bool = True) -> Detections:
         """Score a micro-batch, flag events below the threshold, then learn from it.
 
@@ -423,6 +479,8 @@ class AnomalyDetector:
         thr = self._threshold()
         ready = self.ready
         below = (score < thr) if ready else np.zeros(n, dtype=bool)
+        gate = self._gate()
+        held = (score < gate) if ready else below
         flagged = below if alert else np.zeros(n, dtype=bool)
         pct = self.threshold_.percentile_rank(score)
         wlp[:, ~self._major] = -np.inf
@@ -432,21 +490,25 @@ class AnomalyDetector:
                                     m.covariance_type)
         idx, top = top_features(shares, self.n_top)
         if learn:
-            self._record(X, score, below, resp, log_norm)
+            self._record(X, score, held, resp, log_norm, gate)
         return Detections(score, flagged, np.full(n, thr), pct, component, idx, top,
                           self.model_version, ready)
 
-    def _record(self, X, score, below, resp, log_norm) -> None:
-        """Enter a scored (scaled) batch into the model, the windows and the count."""
+    def _record(self, X, score, held, resp, log_norm, gate) -> None:
+        """Enter a scored (scaled) batch into the model, the windows and the count.
+
+        ``held``: events kept out of learning (below the learning gate)."""
         if self.mode == "anomaly":
-            weights = None if self.learn_from_anomalies else (~below).astype(np.float64)
+            weights = None if self.learn_from_anomalies else (~held).astype(np.float64)
             self.model.learn(X, resp, log_norm, weights)
             self._update_major()
         seq = self.n_events_ + np.arange(X.shape[0])
         self.n_events_ += X.shape[0]
         if self._frozen_threshold is None:
             self.threshold_.push(score)
-            self._window.push(X, seq, log_norm)
+            self._window.push(X, seq, log_norm, ~held)
+            if self.ready:
+                self._update_hold(gate)
         self._maybe_refit()
 
     # -- refits --------------------------------------------------------------
@@ -461,15 +523,16 @@ class AnomalyDetector:
         due_events = gap and self.n_events_ - self._last_refit_events >= gap
         due_time = self.refit_seconds and (
             time.monotonic() - self._last_refit_time >= self.refit_seconds)
-        if not (due_events or due_time):
+        if not (due_events or due_time or self._refit_soon):
             return
         X, seq, preq = self._window.ordered()
         scores = self.threshold_.values()
-        keep = scores >= self._threshold()
+        keep = scores >= self._gate()
         if keep.sum() < 5 * self.model.weights_.shape[0]:
             return
         self._last_refit_events = self.n_events_
         self._last_refit_time = time.monotonic()
+        self._refit_soon = False
         self._refitter.submit(X[keep], preq[keep], self.model._get_params(), int(seq[-1]))
 
     def _apply_refit(self, result: RefitResult | None) -> None:
@@ -485,10 +548,13 @@ class AnomalyDetector:
         X, _, _ = self._window.ordered()
         old_scores = self.threshold_.values()
         state = (self.model.n_seen_, self.model.t_)
-        self._start_from(result.model, X[old_scores >= self._threshold()])
+        self._start_from(result.model, X[old_scores >= self._gate()])
         # Continue the schedule where it was: the model has seen the same stream.
         self.model.n_seen_, self.model.t_ = state
         self.threshold_.replace(self._scores(X)[0])
+        if self._hold_gate is not None:
+            # Carried over by rank: the same share of the window stays below it.
+            self._hold_gate = self.threshold_.quantile(np.mean(old_scores < self._hold_gate))
 
     def wait_for_refit(self, timeout: float | None = None) -> None:
         """Block until a running refit finishes and apply it (for tests and shutdown)."""
@@ -525,6 +591,8 @@ class AnomalyDetector:
                 "det_threshold_window": self.threshold_.values(),
                 "det_frozen_threshold": np.array(
                     [np.nan if self._frozen_threshold is None else self._frozen_threshold]),
+                "det_hold_gate": np.array(
+                    [np.nan if self._hold_gate is None else self._hold_gate]),
             }
             if self._warm:
                 out["det_warmup"] = np.vstack(self._warm)
@@ -536,6 +604,7 @@ class AnomalyDetector:
                 X, seq, preq = self._window.ordered()
                 out["det_window_X"], out["det_window_seq"] = X, seq
                 out["det_window_preq"] = preq
+                out["det_window_learned"] = self._window.learned_ordered()
                 out["det_scaling"] = np.vstack([self.center_, self.scale_, self.floor_])
             return out
 
@@ -550,6 +619,8 @@ class AnomalyDetector:
         det._last_refit_events = int(c[5])
         frozen = float(arrays["det_frozen_threshold"][0])
         det._frozen_threshold = None if np.isnan(frozen) else frozen
+        hold = float(arrays.get("det_hold_gate", [np.nan])[0])
+        det._hold_gate = None if np.isnan(hold) else hold
         if "det_warmup" in arrays:
             det._warm = [np.asarray(arrays["det_warmup"], dtype=np.float64)]
         if "model_weights_" in arrays:
@@ -566,9 +637,11 @@ class AnomalyDetector:
             det._window = FeatureWindow(det.window, m.n_features_in_)
             wx = np.asarray(arrays["det_window_X"], dtype=np.float64)
             preq = arrays.get("det_window_preq")
+            learned = arrays.get("det_window_learned")
             det._window.replace(wx, np.asarray(arrays["det_window_seq"], dtype=np.int64),
                                 np.full(wx.shape[0], np.nan) if preq is None
-                                else np.asarray(preq, dtype=np.float64))
+                                else np.asarray(preq, dtype=np.float64),
+                                None if learned is None else np.asarray(learned, dtype=bool))
             if "det_scaling" in arrays:
                 center, scale, floor = np.asarray(arrays["det_scaling"], dtype=np.float64)
                 det.center_, det.scale_, det.floor_ = center, scale, floor

@@ -74,11 +74,15 @@ class RollingThreshold:
 
     def threshold(self) -> float:
         """The contamination percentile of the window (NaN when empty)."""
+        return self.quantile(self.contamination)
+
+    def quantile(self, level: float) -> float:
+        """The ``level`` quantile (in [0, 1]) of the window (NaN when empty)."""
         if self._count == 0:
             return float("nan")
         s = self._sorted_values()
         # numpy.percentile's default (linear) rule on the sorted window.
-        pos = self.contamination * (s.size - 1)
+        pos = min(max(level, 0.0), 1.0) * (s.size - 1)
         lo = int(np.floor(pos))
         hi = min(lo + 1, s.size - 1)
         return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
