@@ -30,8 +30,9 @@ MODES = ("anomaly", "novelty")
 WARMUP_RESTARTS = 10
 
 # Share of the window that events kept out of learning may reach before they are
-# taken as a change of regime rather than a burst of anomalies (see ``_update_hold``).
-REGIME_SHARE = 1.0 / 3.0
+# taken as a change of regime rather than a burst of anomalies (see
+# ``_update_hold``): half, when they are as much of the window as the rest.
+REGIME_SHARE = 0.5
 # Held events spread over this share of the window's tenths are a recurring
 # pattern or a partial change of the stream, not a burst (see ``_update_hold``).
 SPREAD_SHARE = 0.75
@@ -81,8 +82,8 @@ class AnomalyDetector:
         Whether flagged events enter the online update. When many more events
         than ``contamination`` score low at once (a burst of attacks), the bar
         for learning stays where it was until the burst has passed, so a burst
-        cannot teach the model that it is normal; low-scoring events that fill a
-        third of the window, or keep coming all over it, are learned as a change
+        cannot teach the model that it is normal; low-scoring events that fill
+        half the window, or keep coming all over it, are learned as a change
         of the stream.
     refit_every : int, default=5000
         Events between background refits (0 = never by count).
@@ -409,11 +410,12 @@ class AnomalyDetector:
 
         A hold ends when the held events leave the window (the burst is over),
         or when they are not a burst: when they fill ``REGIME_SHARE`` of the
-        window (an abrupt change of regime), or when they are spread over the
-        window rather than bunched in time: over twice the budget in
-        ``SPREAD_SHARE`` of its tenths (a recurring pattern, or a part of the
-        traffic that changed). Then the held events are taken as normal: the gate
-        returns to the threshold and a refit comes next.
+        window (an abrupt change of regime): they are taken as normal, the gate
+        returns to the threshold and a refit comes next. Held events spread over
+        the window rather than bunched in time (over twice the budget in
+        ``SPREAD_SHARE`` of its tenths) are a recurring pattern, or a part of the
+        traffic that changed: they are taken as normal too, except in tenths
+        that are mostly held (a burst still in the window stays out).
         """
         n, held = len(self._window), self._window.unlearned()
         budget = 2 * self.contamination
@@ -421,17 +423,25 @@ class AnomalyDetector:
             self._hold_gate = None
         elif self._hold_gate is None:
             self._hold_gate = gate
-        elif held >= REGIME_SHARE * n or self._spread(budget) >= SPREAD_SHARE:
+        elif held >= REGIME_SHARE * n:
             self._window.mark_learned()
             self._hold_gate = None
             self._refit_soon = True
+        else:
+            share = self._held_by_tenth()
+            if np.mean(share > budget) >= SPREAD_SHARE:
+                self._window.mark_learned(np.repeat(share <= REGIME_SHARE, self._tenths()))
+                self._refit_soon = True
 
-    def _spread(self, budget: float) -> float:
-        """Share of the window's tenths holding more than ``budget`` of held events."""
+    def _tenths(self) -> np.ndarray:
+        """Sizes of the window's tenths, oldest first."""
+        return np.diff(np.linspace(0, len(self._window), 11).astype(int))
+
+    def _held_by_tenth(self) -> np.ndarray:
+        """Share of held events in each tenth of the window, oldest first."""
+        sizes = self._tenths()
         held = ~self._window.learned_ordered()
-        edges = np.linspace(0, held.size, 11).astype(int)
-        counts = np.add.reduceat(held, edges[:-1])
-        return float(np.mean(counts > budget * np.diff(edges)))
+        return np.add.reduceat(held, np.r_[0, np.cumsum(sizes)[:-1]]) / np.maximum(sizes, 1)
 
     def process(self, X, learn: bool = True, alert: bool = True) -> Detections:
         """Score a micro-batch, flag events below the threshold, then learn from it.

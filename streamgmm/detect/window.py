@@ -52,9 +52,15 @@ class FeatureWindow:
             return self.learned[:self._count].copy()
         return np.concatenate([self.learned[self._next:], self.learned[:self._next]])
 
-    def mark_learned(self) -> None:
-        """Take every event in the window as normal (after a change of regime)."""
-        self.learned[:] = True
+    def mark_learned(self, which: np.ndarray | None = None) -> None:
+        """Take the window's events as normal (after a change of regime): all, or
+        those where ``which`` (oldest first, in step with ``ordered``) is True."""
+        if which is None:
+            self.learned[:] = True
+            return
+        idx = np.arange(self._count) if self._count < self.size else \
+            np.r_[self._next:self.size, 0:self._next]
+        self.learned[idx[which]] = True
 
     def replace(self, X: np.ndarray, seq: np.ndarray, preq: np.ndarray,
                 learned: np.ndarray | None = None) -> None:
