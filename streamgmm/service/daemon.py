@@ -273,15 +273,21 @@ class _Daemon:
             return FileSource(f.path, f.format, f.follow, f.poll_interval_s, cfg.batch_size)
         if cfg.type == "stdin":
             return StdinSource(cfg.file.format, cfg.batch_size)
-        from streamgmm.stream.kafka_io import KafkaSource
-
         k = cfg.kafka
-        return KafkaSource(
+        options: dict[str, Any] = {}
+        if k.consumer_process:
+            from streamgmm.stream.kafka_process import ProcessKafkaSource as source_class
+
+            options = {"log_level": self.config.logging.level,
+                       "log_format": self.config.logging.format}
+        else:
+            from streamgmm.stream.kafka_io import KafkaSource as source_class
+        return source_class(
             _servers(k), k.group_id, topics=k.topics, pattern=k.pattern,
             client_options=consumer_options(k), max_poll_records=k.max_poll_records,
             on_assign=lambda tps: self.loop.on_assign(tps) if self.loop else None,
             on_revoke=lambda tps: self.loop.on_revoke(tps) if self.loop else None,
-            reachability_window_s=k.broker_timeout_s,
+            reachability_window_s=k.broker_timeout_s, **options,
         )
 
     def _retry(self, what: str, build: Callable[[], Any]) -> Any:

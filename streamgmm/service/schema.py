@@ -87,6 +87,13 @@ class KafkaConfig:
     poll_timeout_ms: int = option(
         500, help="How long a poll waits for records; 0 would busy-loop.", min=1
     )
+    consumer_process: bool = option(
+        True,
+        help="Run the consumer in a child process that reads the next batch while this one "
+        "is scored (kafka-python unpacks records in Python, so in one process reading and "
+        "scoring take turns). Costs one more process (~60 MB); false keeps the consumer "
+        "in the daemon's process.",
+    )
     session_timeout_ms: int = option(
         10_000, help="The broker drops a consumer silent for this long.", min=1
     )

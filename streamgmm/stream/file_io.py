@@ -383,6 +383,10 @@ class StreamSink:
 
     def flush_and_verify(self, timeout_s: float) -> tuple[int, list[str]]:
         """Flush; return the lines written since the last call and any write errors."""
+        return self.verify(self.seal(), timeout_s)
+
+    def seal(self) -> tuple[int, list[str]]:
+        """Flush the lines written since the last seal; what :meth:`verify` reports of them."""
         errors, self._errors = self._errors, []
         try:
             self.stream.flush()
@@ -392,6 +396,10 @@ class StreamSink:
             errors.append(f"{_name(self.stream)}: {exc}")
         sent, self._sent = self._sent, 0
         return (0, errors) if errors else (sent, [])
+
+    def verify(self, sealed: tuple[int, list[str]], timeout_s: float) -> tuple[int, list[str]]:
+        """Lines written and errors of one seal (a write is done once flushed)."""
+        return sealed
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush what is buffered; stdout itself stays open."""
@@ -436,8 +444,16 @@ class NullSink:
 
     def flush_and_verify(self, timeout_s: float) -> tuple[int, list[str]]:
         """Records counted since the last call."""
+        return self.verify(self.seal(), timeout_s)
+
+    def seal(self) -> int:
+        """Records counted since the last seal."""
         sent, self._sent = self._sent, 0
-        return sent, []
+        return sent
+
+    def verify(self, sealed: int, timeout_s: float) -> tuple[int, list[str]]:
+        """All of a seal's records, no error."""
+        return sealed, []
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Nothing to release."""

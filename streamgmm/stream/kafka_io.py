@@ -277,8 +277,10 @@ class KafkaSource:
 
     # -- reading -------------------------------------------------------------
 
-    def poll(self, timeout_s: float) -> list[Record]:
+    def poll(self, timeout_s: float, max_records: int | None = None) -> list[Record]:
         """Fetch the next batch, flattened; run rebalance callbacks first.
+
+        At most ``max_records`` records (default: ``max_poll_records``).
 
         Returns an empty list when nothing arrived within ``timeout_s`` (also
         while the broker is unreachable: the consumer retries by itself, and
@@ -290,7 +292,8 @@ class KafkaSource:
         started = time.monotonic()
         try:
             polled = self._consumer.poll(
-                timeout_ms=max(0, int(timeout_s * 1000)), max_records=self._max_poll_records
+                timeout_ms=max(0, int(timeout_s * 1000)),
+                max_records=max_records or self._max_poll_records,
             )
         except KafkaError as exc:
             if not exc.retriable:
@@ -477,10 +480,11 @@ class KafkaSource:
         no call of its own. A stopped or partitioned broker leaves sockets
         open but silent, which a plain "connected" check would miss.
         """
-        last = self._last_broker_read()
+        last = self.last_broker_read()
         return last is not None and time.monotonic() - last <= self._reachability_window_s
 
-    def _last_broker_read(self) -> float | None:
+    def last_broker_read(self) -> float | None:
+        """When a broker connection last received bytes (``time.monotonic()``), if any."""
         # kafka-python 3.x keeps its connections in the network manager; read
         # the time of the last received bytes from each live transport.
         try:
@@ -583,15 +587,31 @@ class KafkaSink:
             One message per record that failed or was not acknowledged within
             ``timeout_s``. Commit offsets only when this is empty.
         """
-        futures, self._futures = self._futures, []
-        errors, self._send_errors = self._send_errors, []
+        return self.verify(self.seal(), timeout_s)
+
+    def seal(self) -> tuple[list[Any], list[str]]:
+        """The records sent since the last seal, to :meth:`verify` later.
+
+        Records sent after the seal are not waited for by its verification, so
+        a caller can send the next batch before checking this one.
+        """
+        sealed = (self._futures, self._send_errors)
+        self._futures, self._send_errors = [], []
+        return sealed
+
+    def verify(
+        self, sealed: tuple[list[Any], list[str]], timeout_s: float
+    ) -> tuple[int, list[str]]:
+        """Wait up to ``timeout_s`` for a seal's records; the same answer as flush_and_verify."""
+        futures, send_errors = sealed
+        errors = list(send_errors)
         if not futures:
-            # Nothing of ours in flight: a flush would only wake the sender (a
-            # sibling sink flushes its own records).
             return 0, errors
-        # A flush that times out leaves futures pending; they are reported below.
-        with contextlib.suppress(KafkaTimeoutError):
-            self._producer.flush(timeout=timeout_s)
+        if not all(f.is_done for f in futures):
+            # Records still lingering in the producer go out now; a flush that
+            # times out leaves futures pending, reported below.
+            with contextlib.suppress(KafkaTimeoutError):
+                self._producer.flush(timeout=timeout_s)
         n_ok = 0
         for future in futures:
             if not future.is_done:

@@ -79,6 +79,10 @@ class Sink(Protocol):
 
     def flush_and_verify(self, timeout_s: float) -> tuple[int, list[str]]: ...
 
+    def seal(self) -> Any: ...
+
+    def verify(self, sealed: Any, timeout_s: float) -> tuple[int, list[str]]: ...
+
 
 @dataclass(frozen=True)
 class LoopSettings:
@@ -146,6 +150,17 @@ class _Outcome:
     n_dead: int
     decode_errors: Counter
     latencies: list[float]
+
+
+@dataclass
+class _Started:
+    """A batch scored and sent, waiting for its sends to be verified and its offsets committed."""
+
+    records: list[Record]
+    bounds: dict[TP, tuple[int, int]]
+    outcome: _Outcome
+    sealed: list[tuple[Any, Any, int]]  # (sink, its seal of this batch's sends, records sent)
+    started: float
 
 
 class ConsumerLoop:
@@ -297,16 +312,33 @@ class ConsumerLoop:
     # -------------------------------------------------------------------- run
 
     def run(self, stop: threading.Event) -> LoopStats:
-        """Poll and process until ``stop`` is set or the source is exhausted, then finish."""
+        """Poll and process until ``stop`` is set or the source is exhausted, then finish.
+
+        Batches overlap by one: batch N+1 is scored and its alerts sent before
+        batch N's sends are verified and its offsets committed, so the
+        acknowledgements of N arrive while N+1 is worked on. Offsets are still
+        committed only for verified batches, in order; when N fails, N+1 is
+        redone with it (its alerts may then repeat: it was in flight).
+        """
+        pending: _Started | None = None
+        reads_ahead = bool(getattr(self.source, "reads_ahead", False))
         while not stop.is_set():
-            records = self.source.poll(self.settings.poll_timeout_s)
+            # With a batch waiting to be committed, look only at what is there
+            # already, unless the source reads ahead (its poll is then ready).
+            wait = self.settings.poll_timeout_s if pending is None or reads_ahead else 0.0
+            records = self.source.poll(wait)
             self._mark_iteration()
-            if records:
-                self.process(records)
+            started = self._begin(records) if records else None
+            if pending is not None and not self._complete(pending) and started is not None:
+                self._abandon(started, pending)
+                started = None
+            pending = started
             self._maybe_checkpoint()
             self._maybe_progress()
-            if not records and getattr(self.source, "exhausted", False):
+            if not records and pending is None and getattr(self.source, "exhausted", False):
                 break
+        if pending is not None:
+            self._complete(pending)
         self.finish()
         return self.stats
 
@@ -328,23 +360,45 @@ class ConsumerLoop:
         On a failed send or commit the partitions are sought back to the
         batch's first offsets and False is returned: the next polls redo it.
         """
+        return self._complete(self._begin(records))
+
+    def _begin(self, records: list[Record]) -> _Started:
+        """Decode, score, learn and send one batch; seal its sends for verification."""
         start = time.perf_counter()
         bounds = _partition_bounds(records)
         decoded = self._decode(records)
         outcome = self._score_and_send(records, decoded, bounds)
-        ok = self._deliver(outcome)
-        if ok:
-            if self.audit is not None:
-                self.audit.write(outcome.ids)
-            ok = self._commit(bounds)
         for tp, (_, last) in bounds.items():
             self.learned[tp] = max(self.learned.get(tp, 0), last + 1)
         self._dirty = True
+        sealed = [
+            (sink, sink.seal(), expected)
+            for sink, expected in ((self.alerts, outcome.n_alerts),
+                                   (self.dead_letters, outcome.n_dead))
+        ]
+        return _Started(records, bounds, outcome, sealed, start)
+
+    def _complete(self, batch: _Started) -> bool:
+        """Verify a started batch's sends, audit it and commit its offsets; redo it on failure."""
+        ok = self._deliver(batch.sealed)
+        if ok:
+            if self.audit is not None:
+                self.audit.write(batch.outcome.ids)
+            ok = self._commit(batch.bounds)
         if not ok:
-            for (topic, partition), (first, _) in bounds.items():
-                self.source.seek(topic, partition, first)
-        self._account(records, outcome, ok, time.perf_counter() - start)
+            self._seek_back(batch.bounds)
+        self._account(batch.records, batch.outcome, ok, time.perf_counter() - batch.started)
         return ok
+
+    def _abandon(self, batch: _Started, failed: _Started) -> None:
+        """Redo a batch started after ``failed`` (which was sought back already)."""
+        # A partition of both goes back to the failed batch's start, not this one's.
+        self._seek_back({tp: b for tp, b in batch.bounds.items() if tp not in failed.bounds})
+        self._account(batch.records, batch.outcome, False, time.perf_counter() - batch.started)
+
+    def _seek_back(self, bounds: dict[TP, tuple[int, int]]) -> None:
+        for (topic, partition), (first, _) in bounds.items():
+            self.source.seek(topic, partition, first)
 
     def _decode(self, records: list[Record]) -> Decoded:
         # A CSV source decodes under its header; everything else is JSON.
@@ -457,13 +511,12 @@ class ConsumerLoop:
                 self.dead_letters.send(record.value, key=record.key, headers=headers)
             out.n_dead += 1
 
-    def _deliver(self, outcome: _Outcome) -> bool:
-        """Flush both sinks and check every send; False when any failed."""
+    def _deliver(self, sealed: list[tuple[Any, Any, int]]) -> bool:
+        """Check every send of a batch; False when any failed."""
         timeout = self.settings.flush_timeout_s
         failures: list[str] = []
-        expected_by_sink = ((self.alerts, outcome.n_alerts), (self.dead_letters, outcome.n_dead))
-        for sink, expected in expected_by_sink:
-            n_ok, errors = sink.flush_and_verify(timeout)
+        for sink, seal, expected in sealed:
+            n_ok, errors = sink.verify(seal, timeout)
             failures.extend(errors)
             if not errors and n_ok != expected:
                 failures.append(f"{type(sink).__name__}: {n_ok} of {expected} confirmed")

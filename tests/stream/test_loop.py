@@ -108,7 +108,13 @@ class ListSink:
         self.pending.append((value, key, headers))
 
     def flush_and_verify(self, timeout_s):
+        return self.verify(self.seal(), timeout_s)
+
+    def seal(self):
         pending, self.pending = self.pending, []
+        return pending
+
+    def verify(self, pending, timeout_s):
         if self.fail and pending:
             self.fail -= 1
             return 0, [f"record {i} not acknowledged" for i in range(len(pending))]
@@ -203,17 +209,16 @@ def run_with_a_failure(tmp_path, failure: str, det) -> tuple:
     loop = make_loop(source, tmp_path, alerts=alerts, det=det)
     # Fail the sends of the first batch that has alerts (after warm-up).
     if failure == "send":
-        original = alerts.flush_and_verify
+        original = alerts.verify
         state = {"failed": False}
 
-        def flaky(timeout_s):
-            if alerts.pending and not state["failed"]:
+        def flaky(pending, timeout_s):
+            if pending and not state["failed"]:
                 state["failed"] = True
-                alerts.pending = []
                 return 0, ["broker said no"]
-            return original(timeout_s)
+            return original(pending, timeout_s)
 
-        alerts.flush_and_verify = flaky
+        alerts.verify = flaky
     return records, source, loop, loop.run(threading.Event())
 
 
@@ -291,14 +296,15 @@ def test_stop_event_ends_the_loop_after_the_batch(tmp_path):
     source = ScriptedSource(events(400))
     stop = threading.Event()
     loop = make_loop(source, tmp_path)
-    original = loop.process
+    original = loop._begin
 
-    def process_then_stop(records):
+    def begin_then_stop(records):
         stop.set()
         return original(records)
 
-    loop.process = process_then_stop
+    loop._begin = begin_then_stop
     stats = loop.run(stop)
+    # The batch under way is finished (verified, committed), no other is started.
     assert stats.batches == 1 and len(source.commits) == 1
 
 

@@ -1,0 +1,451 @@
+"""A Kafka source whose consumer runs in a child process and reads ahead.
+
+kafka-python unpacks every record in Python on the thread that polls. In one
+process that work shares the interpreter lock with decoding and scoring, so
+the pipeline runs at the sum of the two costs. :class:`ProcessKafkaSource`
+runs a :class:`~streamgmm.stream.kafka_io.KafkaSource` in a child process and
+asks it for the next batch as soon as it hands one over, so the child polls
+batch N+1 on one core while the loop scores batch N on another.
+
+It has the KafkaSource interface and the same delivery semantics, because
+every decision stays in the caller:
+
+- the child commits, seeks and answers ``committed`` only when asked, between
+  two of its polls (it polls in slices and serves requests in between, so a
+  commit does not wait for a whole batch to be read);
+- rebalance events travel with the batch they came with and the caller's
+  ``on_assign`` / ``on_revoke`` run on the caller's thread, as with
+  KafkaSource; records of a partition the caller seeks after the child read
+  them are dropped (the next poll reads them from the new position), and
+  records of a partition revoked while a batch was being gathered are not
+  handed over;
+- ``assignment``, ``lag`` and ``broker_reachable`` answer from the state the
+  child sends with every reply, so health probes never wait for the child.
+
+The child ignores SIGINT and SIGTERM (the daemon finishes its batch and then
+closes the source, which makes the child leave the group) and exits when the
+daemon's end of the pipe closes, so a killed daemon leaves no consumer behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamgmm.stream.records import Record
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProcessKafkaSource"]
+
+TP = tuple[str, int]
+
+#: How long one slice of the child's poll may block before it looks for
+#: requests: the longest a commit or seek waits when the topic is quiet.
+_SLICE_S = 0.05
+#: Records one slice reads at most: the longest a request waits when records flow.
+_SLICE_RECORDS = 500
+#: How often the child publishes when its broker connections last read.
+_READS_PERIOD_S = 0.2
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the child reports with every reply."""
+
+    assignment: frozenset[TP] = frozenset()
+    lag: dict[TP, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # the child's processor time so far (benchmarks read it)
+
+
+@dataclass
+class _Batch:
+    """A poll's answer: the records' columns and the rebalance events before them."""
+
+    columns: tuple[tuple[Any, ...], ...]
+    events: list[tuple[str, list[TP]]]
+    stale: set[TP] = field(default_factory=set)  # seeked by the caller after the child read them
+
+    def records(self) -> list[Record]:
+        if not self.columns:
+            return []
+        return [r for r in map(Record, *self.columns) if (r.topic, r.partition) not in self.stale]
+
+
+class ProcessKafkaSource:
+    """:class:`~streamgmm.stream.kafka_io.KafkaSource` in a child process, reading ahead.
+
+    Takes KafkaSource's parameters, plus:
+
+    Parameters
+    ----------
+    log_level, log_format : str
+        The child's logging (``logging.level`` and ``logging.format`` of the
+        daemon's configuration), so its lines look like the daemon's.
+    start_timeout_s : float
+        How long the child may take to start and connect, on top of the
+        consumer's own ``bootstrap_timeout_ms``.
+
+    Raises
+    ------
+    ValueError, kafka.errors.KafkaTimeoutError
+        As KafkaSource's constructor, raised here from the child.
+    """
+
+    partitioned = True
+    #: The loop may verify and commit batch N after starting N+1: this
+    #: source's poll hands over a batch read while the caller worked.
+    reads_ahead = True
+
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        group_id: str,
+        topics: list[str] | None = None,
+        pattern: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        max_poll_records: int = 500,
+        on_assign: Any = None,
+        on_revoke: Any = None,
+        reachability_window_s: float = 15.0,
+        commit_timeout_s: float = 10.0,
+        log_level: str | None = None,
+        log_format: str = "text",
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._max_poll_records = max_poll_records
+        self._lock = threading.RLock()
+        self._next_id = 0
+        self._ahead: int | None = None  # id of the poll the child is gathering
+        self._stash: dict[int, tuple[bool, Any]] = {}  # answers not yet asked for
+        self._state = _State()
+        self._current: _Batch | None = None  # the batch whose callbacks are running
+        self._closed = False
+        kwargs = dict(
+            bootstrap_servers=bootstrap_servers, group_id=group_id, topics=topics,
+            pattern=pattern, client_options=dict(client_options or {}),
+            max_poll_records=max_poll_records, reachability_window_s=reachability_window_s,
+            commit_timeout_s=commit_timeout_s,
+        )
+        level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        ctx = multiprocessing.get_context("spawn")  # never fork a process with threads
+        self._conn, child_end = ctx.Pipe()
+        self._reachability_window_s = reachability_window_s
+        # When the child's broker connections last received bytes (monotonic
+        # seconds, one clock for all processes), kept fresh by a thread of the
+        # child even while its main thread waits on a commit in an outage.
+        self._last_read = ctx.Value("d", float("-inf"), lock=False)
+        self._process = ctx.Process(
+            target=_serve, args=(child_end, kwargs, level, log_format, self._last_read),
+            name="streamgmm-kafka-consumer", daemon=True,
+        )
+        self._process.start()
+        child_end.close()
+        try:
+            self._wait(self._send("start"), timeout_s=start_timeout_s)
+        except BaseException:
+            self._stop_process(5.0)
+            raise
+
+    # -- reading -------------------------------------------------------------
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        """The next batch (read ahead by the child); rebalance callbacks run first.
+
+        Asks the child for the batch after this one before returning, so it
+        is read while the caller works on this one.
+        """
+        with self._lock:
+            request = self._ahead if self._ahead is not None else self._ask_poll(timeout_s)
+            self._ahead = None
+            batch = self._wait(request, timeout_s=timeout_s + 60.0)
+            self._dispatch(batch)
+            records = batch.records()
+            self._ahead = self._ask_poll(timeout_s)
+            return records
+
+    def _ask_poll(self, timeout_s: float) -> int:
+        return self._send("poll", timeout_s, self._max_poll_records)
+
+    def _dispatch(self, batch: _Batch) -> None:
+        """Run the caller's rebalance callbacks, in order, on this thread."""
+        for kind, partitions in batch.events:
+            hook = self._on_revoke if kind == "revoke" else self._on_assign
+            if hook is not None:
+                # Seeks the hook makes mark this batch's records of those partitions stale.
+                self._current = batch
+                try:
+                    hook(partitions)
+                finally:
+                    self._current = None
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Read ``(topic, partition)`` from ``offset`` on (see KafkaSource.seek)."""
+        with self._lock:
+            self._call("seek", topic, partition, offset)
+            # Records the child read before the seek are not at the new position.
+            tp = (topic, partition)
+            for ok, batch in self._stash.values():
+                if ok:
+                    batch.stale.add(tp)
+            if self._current is not None:
+                self._current.stale.add(tp)
+
+    def assignment(self) -> set[TP]:
+        """The partitions this member owns, as of the child's last reply."""
+        return set(self._state.assignment)
+
+    def next_offset(self, topic: str, partition: int, timeout_s: float = 10.0) -> int | None:
+        """See KafkaSource.next_offset; inside a callback, the batch's first offset."""
+        batch = self._current
+        if batch is not None and batch.columns:
+            topics, partitions, offsets = batch.columns[:3]
+            for t, p, o in zip(topics, partitions, offsets, strict=True):
+                if t == topic and p == partition:
+                    return o
+        return self._call("next_offset", topic, partition, timeout_s)
+
+    # -- committing ----------------------------------------------------------
+
+    def commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit next-to-read offsets (see KafkaSource.commit); True when done."""
+        return bool(self._call("commit", dict(offsets)))
+
+    def committed(self, topic: str, partition: int, timeout_s: float = 10.0) -> int | None:
+        """The group's committed offset for a partition."""
+        return self._call("committed", topic, partition, timeout_s)
+
+    # -- observing -----------------------------------------------------------
+
+    def end_offsets(
+        self, partitions: Iterable[TP] | None = None, timeout_s: float = 10.0
+    ) -> dict[TP, int]:
+        """Next offset to be written per partition (a broker round trip)."""
+        parts = None if partitions is None else list(partitions)
+        return self._call("end_offsets", parts, timeout_s)
+
+    def lag(self) -> dict[TP, int]:
+        """Records behind the high watermark per partition, as of the child's last reply."""
+        return dict(self._state.lag)
+
+    @property
+    def child_cpu_s(self) -> float:
+        """Processor time the child had used at its last reply."""
+        return self._state.cpu_s
+
+    def broker_reachable(self) -> bool:
+        """True while the child is alive and its broker connections answered recently."""
+        recent = time.monotonic() - self._last_read.value <= self._reachability_window_s
+        return recent and self._process.is_alive()
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Leave the group (the revocation reaches ``on_revoke``) and stop the child."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            deadline = time.monotonic() + timeout_s
+            try:
+                if self._ahead is not None:  # a batch read ahead and never handed over
+                    self._wait(self._ahead, timeout_s=max(0.1, deadline - time.monotonic()))
+                    self._ahead = None
+                events = self._call("close", max(0.1, deadline - time.monotonic() - 0.5),
+                                    timeout_s=max(0.5, deadline - time.monotonic()))
+                self._dispatch(_Batch((), events))
+            except (RuntimeError, OSError, TimeoutError) as exc:
+                log.warning("closing the consumer process: %s", exc)
+            finally:
+                self._stop_process(max(0.5, deadline - time.monotonic()))
+
+    def _stop_process(self, timeout_s: float) -> None:
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5.0)
+        self._conn.close()
+
+    # -- the pipe ------------------------------------------------------------
+
+    def _send(self, method: str, *args: Any) -> int:
+        self._next_id += 1
+        try:
+            self._conn.send((self._next_id, method, args))
+        except (OSError, ValueError) as exc:
+            raise self._gone() from exc
+        return self._next_id
+
+    def _call(self, method: str, *args: Any, timeout_s: float = 120.0) -> Any:
+        with self._lock:
+            return self._wait(self._send(method, *args), timeout_s=timeout_s)
+
+    def _wait(self, request: int, timeout_s: float) -> Any:
+        """The answer to ``request``; answers to polls that come first are kept."""
+        deadline = time.monotonic() + timeout_s
+        while request not in self._stash:
+            remaining = deadline - time.monotonic()
+            try:
+                if not self._conn.poll(max(0.0, remaining)):
+                    raise TimeoutError(
+                        f"the Kafka consumer process did not answer within {timeout_s:.0f}s")
+                answer_id, ok, value, state = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise self._gone() from exc
+            if state is not None:
+                self._state = state
+            # A read-ahead batch that comes in while waiting for something
+            # else is kept for the poll that asked for it.
+            self._stash[answer_id] = (ok, value)
+        ok, value = self._stash.pop(request)
+        if not ok:
+            raise value
+        return value
+
+    def _gone(self) -> RuntimeError:
+        self._process.join(1.0)
+        return RuntimeError(
+            f"the Kafka consumer process exited (exit code {self._process.exitcode})")
+
+
+# ------------------------------------------------------------------ the child
+
+
+class _Child:
+    """The child's side: a KafkaSource, serving one request at a time."""
+
+    def __init__(self, conn: Any, kwargs: dict[str, Any]) -> None:
+        from streamgmm.stream.kafka_io import KafkaSource
+
+        self.conn = conn
+        self.events: list[tuple[str, list[TP]]] = []
+        self.source = KafkaSource(
+            **kwargs,
+            on_assign=lambda tps: self.events.append(("assign", list(tps))),
+            on_revoke=lambda tps: self.events.append(("revoke", list(tps))),
+        )
+        # The poll being gathered: request id, deadline, most records, records so far.
+        self.gathering: tuple[int, float, int] | None = None
+        self.records: list[Record] = []
+
+    def state(self) -> _State:
+        s = self.source
+        return _State(frozenset(s.assignment()), s.lag(), time.process_time())
+
+    def reply(self, request: int, ok: bool, value: Any) -> None:
+        try:
+            self.conn.send((request, ok, value, self.state()))
+        except Exception as exc:  # noqa: BLE001 - an answer that cannot be pickled
+            self.conn.send((request, False, RuntimeError(f"{type(value).__name__}: {value}"),
+                            None if isinstance(exc, OSError) else self.state()))
+
+    def run(self) -> None:
+        while True:
+            if self.gathering is None or self.conn.poll(0):
+                try:
+                    request, method, args = self.conn.recv()
+                except EOFError:  # the daemon is gone
+                    self.source.close(5.0)
+                    return
+                if not self.serve(request, method, args):
+                    return
+            else:
+                self.gather()
+
+    def serve(self, request: int, method: str, args: tuple) -> bool:
+        if method == "poll":
+            timeout_s, max_records = args
+            self.gathering = (request, time.monotonic() + timeout_s, max_records)
+            return True
+        if method == "close":
+            self.source.close(args[0])
+            self.reply(request, True, self.take_events())
+            return False
+        try:
+            value = None if method == "start" else getattr(self.source, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - the caller raises it
+            self.reply(request, False, exc)
+            return True
+        if method == "seek":
+            self.drop({(args[0], args[1])})
+        self.reply(request, True, value)
+        return True
+
+    def gather(self) -> None:
+        """One slice of the poll being gathered; answer it when it is complete."""
+        request, deadline, max_records = self.gathering
+        want = max_records - len(self.records)
+        # Block only until the first records; then take what is already
+        # buffered, so a slow stream is handed over at once, not at the deadline.
+        wait = 0.0 if self.records else max(0.0, min(deadline - time.monotonic(), _SLICE_S))
+        try:
+            got = self.source.poll(wait, max_records=min(want, _SLICE_RECORDS))
+        except Exception as exc:  # noqa: BLE001 - the caller raises it
+            self.gathering, self.records = None, []
+            self.reply(request, False, exc)
+            return
+        revoked = {tp for kind, tps in self.events if kind == "revoke" for tp in tps}
+        if revoked:
+            self.drop(revoked)
+        self.records.extend(got)
+        full = len(self.records) >= max_records
+        drained = not got and self.records  # nothing more buffered: hand over what we have
+        if full or drained or self.events or time.monotonic() >= deadline:
+            columns = tuple(zip(*self.records, strict=True)) if self.records else ()
+            batch = _Batch(columns, self.take_events())
+            self.gathering, self.records = None, []
+            self.reply(request, True, batch)
+
+    def drop(self, partitions: set[TP]) -> None:
+        """Forget gathered records of partitions sought or revoked meanwhile."""
+        self.records = [r for r in self.records if (r.topic, r.partition) not in partitions]
+
+    def take_events(self) -> list[tuple[str, list[TP]]]:
+        events, self.events = self.events, []
+        return events
+
+
+def _serve(
+    conn: Any, kwargs: dict[str, Any], log_level: str, log_format: str, last_read: Any
+) -> None:
+    """The child process's main: build the source, then serve until closed."""
+    # The daemon handles stop signals and closes us; Ctrl-C reaches the whole
+    # process group, and the consumer must not go before the daemon commits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from streamgmm.service.logs import setup_logging
+
+    setup_logging(log_level, log_format)
+    request, _, _ = conn.recv()
+    try:
+        child = _Child(conn, kwargs)
+    except Exception as exc:  # noqa: BLE001 - the daemon raises it (and may retry)
+        try:
+            conn.send((request, False, exc, None))
+        except Exception:  # noqa: BLE001 - an error that cannot be pickled
+            conn.send((request, False, RuntimeError(f"{type(exc).__name__}: {exc}"), None))
+        return
+    threading.Thread(target=_report_reads, args=(child.source, last_read),
+                     name="streamgmm-broker-reads", daemon=True).start()
+    child.reply(request, True, None)
+    child.run()
+
+
+def _report_reads(source: Any, last_read: Any) -> None:
+    """Copy when the consumer's connections last received bytes, five times a second."""
+    while True:
+        try:
+            read = source.last_broker_read()
+        except Exception:  # noqa: BLE001 - connections changing under us: next time
+            read = None
+        if read is not None:
+            last_read.value = read
+        time.sleep(_READS_PERIOD_S)
