@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamgmm.stream.records import Record
+from streamgmm.stream.records import Chunk, Record, records_from_chunks
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ TP = tuple[str, int]
 
 #: How long one slice of the child's poll may block before it looks for
 #: requests: the longest a commit or seek waits when the topic is quiet.
-_SLICE_S = 0.05
+_SLICE_S = 0.005
 #: Records one slice reads at most: the longest a request waits when records flow.
-_SLICE_RECORDS = 500
+_SLICE_RECORDS = 250
 #: How often the child publishes when its broker connections last read.
 _READS_PERIOD_S = 0.2
 
@@ -66,16 +66,14 @@ class _State:
 
 @dataclass
 class _Batch:
-    """A poll's answer: the records' columns and the rebalance events before them."""
+    """A poll's answer: the records, a chunk per partition, and the rebalance events before them."""
 
-    columns: tuple[tuple[Any, ...], ...]
+    chunks: list[Chunk]
     events: list[tuple[str, list[TP]]]
-    stale: set[TP] = field(default_factory=set)  # seeked by the caller after the child read them
+    stale: set[TP] = field(default_factory=set)  # sought by the caller after the child read them
 
     def records(self) -> list[Record]:
-        if not self.columns:
-            return []
-        return [r for r in map(Record, *self.columns) if (r.topic, r.partition) not in self.stale]
+        return records_from_chunks([c for c in self.chunks if (c[0], c[1]) not in self.stale])
 
 
 class ProcessKafkaSource:
@@ -206,11 +204,9 @@ class ProcessKafkaSource:
     def next_offset(self, topic: str, partition: int, timeout_s: float = 10.0) -> int | None:
         """See KafkaSource.next_offset; inside a callback, the batch's first offset."""
         batch = self._current
-        if batch is not None and batch.columns:
-            topics, partitions, offsets = batch.columns[:3]
-            for t, p, o in zip(topics, partitions, offsets, strict=True):
-                if t == topic and p == partition:
-                    return o
+        for chunk in batch.chunks if batch is not None else ():
+            if chunk[0] == topic and chunk[1] == partition:
+                return chunk[2][0]
         return self._call("next_offset", topic, partition, timeout_s)
 
     # -- committing ----------------------------------------------------------
@@ -332,9 +328,10 @@ class _Child:
             on_assign=lambda tps: self.events.append(("assign", list(tps))),
             on_revoke=lambda tps: self.events.append(("revoke", list(tps))),
         )
-        # The poll being gathered: request id, deadline, most records, records so far.
+        # The poll being gathered: request id, deadline, most records; chunks so far.
         self.gathering: tuple[int, float, int] | None = None
-        self.records: list[Record] = []
+        self.chunks: list[Chunk] = []
+        self.n_gathered = 0
 
     def state(self) -> _State:
         s = self.source
@@ -382,35 +379,50 @@ class _Child:
     def gather(self) -> None:
         """One slice of the poll being gathered; answer it when it is complete."""
         request, deadline, max_records = self.gathering
-        want = max_records - len(self.records)
         # Block only until the first records; then take what is already
         # buffered, so a slow stream is handed over at once, not at the deadline.
-        wait = 0.0 if self.records else max(0.0, min(deadline - time.monotonic(), _SLICE_S))
+        wait = 0.0 if self.n_gathered else max(0.0, min(deadline - time.monotonic(), _SLICE_S))
+        want = max_records - self.n_gathered
         try:
-            got = self.source.poll(wait, max_records=min(want, _SLICE_RECORDS))
+            got = self.source.poll_columns(wait, max_records=min(want, _SLICE_RECORDS))
         except Exception as exc:  # noqa: BLE001 - the caller raises it
-            self.gathering, self.records = None, []
+            self.gathering, self.chunks, self.n_gathered = None, [], 0
             self.reply(request, False, exc)
             return
         revoked = {tp for kind, tps in self.events if kind == "revoke" for tp in tps}
         if revoked:
             self.drop(revoked)
-        self.records.extend(got)
-        full = len(self.records) >= max_records
-        drained = not got and self.records  # nothing more buffered: hand over what we have
+        self.chunks.extend(got)
+        n_got = sum(len(chunk[2]) for chunk in got)
+        self.n_gathered += n_got
+        full = self.n_gathered >= max_records
+        drained = not n_got and self.n_gathered  # nothing more buffered: hand over what we have
         if full or drained or self.events or time.monotonic() >= deadline:
-            columns = tuple(zip(*self.records, strict=True)) if self.records else ()
-            batch = _Batch(columns, self.take_events())
-            self.gathering, self.records = None, []
+            batch = _Batch(_merge(self.chunks), self.take_events())
+            self.gathering, self.chunks, self.n_gathered = None, [], 0
             self.reply(request, True, batch)
 
     def drop(self, partitions: set[TP]) -> None:
         """Forget gathered records of partitions sought or revoked meanwhile."""
-        self.records = [r for r in self.records if (r.topic, r.partition) not in partitions]
+        self.chunks = [c for c in self.chunks if (c[0], c[1]) not in partitions]
+        self.n_gathered = sum(len(c[2]) for c in self.chunks)
 
     def take_events(self) -> list[tuple[str, list[TP]]]:
         events, self.events = self.events, []
         return events
+
+
+def _merge(chunks: list[Chunk]) -> list[Chunk]:
+    """One chunk per partition, in (topic, partition) order, offsets in the order read."""
+    by_tp: dict[TP, Chunk] = {}
+    for chunk in chunks:
+        tp = (chunk[0], chunk[1])
+        if tp not in by_tp:
+            by_tp[tp] = (chunk[0], chunk[1], *(list(col) for col in chunk[2:]))
+        else:
+            for mine, more in zip(by_tp[tp][2:], chunk[2:], strict=True):
+                mine.extend(more)
+    return [by_tp[tp] for tp in sorted(by_tp)]
 
 
 def _serve(

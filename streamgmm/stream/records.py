@@ -9,6 +9,7 @@ number; for stdin, ``topic`` is ``"-"``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 #: A Kafka header: (name, raw value).
@@ -62,3 +63,18 @@ class Record(NamedTuple):
     def next_offset(self) -> int:
         """The offset to commit once this record is done (Kafka commits the next one to read)."""
         return self.offset + 1
+
+
+#: One partition's records as columns: (topic, partition, offsets, keys,
+#: values, timestamps_ms, headers). How a consumer process hands a batch over:
+#: a few lists pickle far faster than an object per record.
+Chunk = tuple[str, int, list[int], list, list[bytes], list, list]
+
+
+def records_from_chunks(chunks: Sequence[Chunk]) -> list[Record]:
+    """The records of ``chunks``, partition after partition."""
+    out: list[Record] = []
+    for topic, partition, offsets, keys, values, stamps, headers in chunks:
+        out.extend(map(Record, repeat(topic), repeat(partition), offsets, keys, values,
+                       stamps, headers))
+    return out
