@@ -91,6 +91,12 @@ class AnomalyDetector:
         Seconds between refits (0 = never by time).
     refit_n_init : int, default=2
         Fresh initialisations tried at each refit, beside the warm start.
+    refit_max_duty : float, optional
+        Most of the wall-clock time background refits may take: a refit that
+        took t seconds is followed by the next no sooner than t / max_duty
+        seconds after it started. At high event rates ``refit_every`` would
+        otherwise keep a core busy refitting (and contend with ``process``
+        for the interpreter); the daemon sets 0.25. None: no bound.
     select_k : tuple (min, max), default=(1, 8)
         The range of components 'auto' chooses from.
     reg_covar : float, default=1e-6
@@ -145,6 +151,7 @@ class AnomalyDetector:
         refit_every: int = 5000,
         refit_seconds: float = 0.0,
         refit_n_init: int = 2,
+        refit_max_duty: float | None = None,
         refit_enabled: bool = True,
         select_k: tuple[int, int] = (1, 8),
         reg_covar: float = 1e-6,
@@ -174,6 +181,7 @@ class AnomalyDetector:
         self.refit_every = refit_every
         self.refit_seconds = refit_seconds
         self.refit_n_init = refit_n_init
+        self.refit_max_duty = refit_max_duty
         self.refit_enabled = refit_enabled
         self.select_k = tuple(select_k)
         self.reg_covar = reg_covar
@@ -533,7 +541,7 @@ class AnomalyDetector:
         due_events = gap and self.n_events_ - self._last_refit_events >= gap
         due_time = self.refit_seconds and (
             time.monotonic() - self._last_refit_time >= self.refit_seconds)
-        if not (due_events or due_time or self._refit_soon):
+        if not (due_events or due_time or self._refit_soon) or self._refit_resting():
             return
         X, seq, preq = self._window.ordered()
         scores = self.threshold_.values()
@@ -544,6 +552,13 @@ class AnomalyDetector:
         self._last_refit_time = time.monotonic()
         self._refit_soon = False
         self._refitter.submit(X[keep], preq[keep], self.model._get_params(), int(seq[-1]))
+
+    def _refit_resting(self) -> bool:
+        """Whether the last refit's share of the wall clock bars the next one yet."""
+        last = self.last_refit_seconds
+        if not self.refit_max_duty or last != last:  # no bound, or no refit done yet
+            return False
+        return time.monotonic() - self._last_refit_time < last / self.refit_max_duty
 
     def _apply_refit(self, result: RefitResult | None) -> None:
         if result is None:
@@ -674,7 +689,8 @@ class AnomalyDetector:
             contamination=cfg.contamination, window=cfg.window, warmup=cfg.warmup,
             mode=cfg.mode, learn_from_anomalies=cfg.learn_from_anomalies,
             refit_every=refit.every_events, refit_seconds=refit.every_seconds,
-            refit_n_init=refit.n_init, refit_enabled=refit.enabled, select_k=k_range,
+            refit_n_init=refit.n_init, refit_max_duty=refit.max_duty or None,
+            refit_enabled=refit.enabled, select_k=k_range,
             top_features=min(cfg.top_features, len(feature_names or []) or cfg.top_features),
             feature_names=feature_names, model_path=cfg.model_path,
             random_state=cfg.random_state,

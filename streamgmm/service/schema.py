@@ -387,6 +387,14 @@ class RefitConfig:
     every_events: int = option(5_000, help="Refit after this many events; 0 = off.", min=0)
     every_seconds: float = option(0.0, help="Refit after this many seconds; 0 = off.", min=0)
     n_init: int = option(2, help="Fresh restarts beside the warm start.", min=1)
+    max_duty: float = option(
+        0.25,
+        help="Most of the wall clock that background refits may take (a refit of t seconds "
+        "is followed by the next no sooner than t / max_duty after it began), so that at "
+        "high event rates refits leave the stream its processor; 0 = no bound.",
+        min=0,
+        max=1,
+    )
     select_k: SelectKConfig = option(help="Choice of n_components by BIC.", factory=SelectKConfig)
 
 
