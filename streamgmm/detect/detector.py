@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 MODES = ("anomaly", "novelty")
 
+# The variance floor under which the masking guard judges how tight a component
+# is (``reg_covar`` hides it from the scores): near-identical events stay tight.
+GUARD_FLOOR = 1e-6
+
 # Restarts of the warm-up fit: it runs once on a few hundred events, so it can
 # afford many, and everything after it starts from its solution.
 WARMUP_RESTARTS = 10
@@ -99,11 +103,15 @@ class AnomalyDetector:
         for the interpreter); the daemon sets 0.25. None: no bound.
     select_k : tuple (min, max), default=(1, 8)
         The range of components 'auto' chooses from.
-    reg_covar : float, default=1e-6
+    reg_covar : float, default=1e-2
         Variance added to every covariance's diagonal, in units of each
-        feature's warm-up scale (see ``standardize``). It stays small so that a
-        burst of near-identical events forms a visibly tight component that the
-        masking guard can single out. Discrete features (few distinct values in
+        feature's warm-up scale (see ``standardize``): no component is narrower
+        than a tenth of a feature's typical spread. Real streams repeat values
+        (mass points: the same request size, the same amount); without a floor a
+        component collapses onto them, and an ordinary event just beside them
+        gets a log-density in the hundreds below zero, ranked below real attacks.
+        The masking guard judges tightness without this floor, so a burst of
+        near-identical events still stands out. Discrete features (few distinct values in
         the warm-up: flags, one-hot columns, counts) also get the variance of
         their rounding, step^2 / 12: a component where such a feature never
         varies otherwise gives an event one step away an absurd log-density.
@@ -154,7 +162,7 @@ class AnomalyDetector:
         refit_max_duty: float | None = None,
         refit_enabled: bool = True,
         select_k: tuple[int, int] = (1, 8),
-        reg_covar: float = 1e-6,
+        reg_covar: float = 1e-2,
         standardize: bool = True,
         tight_ratio: float = 5.0,
         top_features: int = 3,
@@ -347,14 +355,33 @@ class AnomalyDetector:
         k = m.weights_.shape[0]
         major = np.ones(k, dtype=bool)
         if m.covariance_type != "tied" and k > 1:
-            d = m.n_features_in_
-            logdet = -2.0 * _log_det_chol(m.precisions_cholesky_, m.covariance_type, d) / d
+            logdet = self._spread_logdet() / m.n_features_in_
             heavy = m.weights_ >= self.contamination
             if heavy.any():
                 typical = np.average(logdet[heavy], weights=m.weights_[heavy])
                 tight = logdet < typical - 2.0 * np.log(self.tight_ratio)
                 major = ~((m.weights_ < self.contamination) & tight)
         self._major = major if major.any() else np.ones(k, dtype=bool)
+
+    def _spread_logdet(self) -> np.ndarray:
+        """log det of each component's covariance without the ``reg_covar`` part of
+        the floor: how tight its events are, which the floor hides from the scores.
+
+        A component whose determinant is not positive once the floor is taken
+        off (its events identical in some direction) gets -inf: as tight as can be.
+        """
+        m = self.model
+        d = m.n_features_in_
+        floor = np.broadcast_to(np.asarray(m.reg_covar, dtype=np.float64), (d,))
+        shift = np.clip(np.minimum(self.reg_covar, floor) - GUARD_FLOOR, 0.0, None)
+        cov = m.covariances_
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if m.covariance_type == "full":
+                sign, logdet = np.linalg.slogdet(cov - np.diag(shift))
+                return np.where(sign > 0, logdet, -np.inf)
+            if m.covariance_type == "diag":
+                return np.log(np.clip(cov - shift, 0.0, None)).sum(axis=1)
+            return d * np.log(np.clip(cov - shift.mean(), 0.0, None))
 
     def _scores(self, X: np.ndarray):
         """Scores of scaled events X.
@@ -715,9 +742,3 @@ def quantisation_floor(X: np.ndarray) -> np.ndarray:
             out[j] = float(np.median(np.diff(values))) ** 2 / 12.0
     return out
 
-
-def _log_det_chol(prec_chol: np.ndarray, covariance_type: str, d: int) -> np.ndarray:
-    from streamgmm.model.covariance import log_det_cholesky
-
-    return np.broadcast_to(log_det_cholesky(prec_chol, covariance_type, d),
-                           (prec_chol.shape[0],) if covariance_type != "tied" else (1,))
