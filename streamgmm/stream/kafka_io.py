@@ -413,16 +413,7 @@ class KafkaSource:
             (at-least-once). Partitions no longer assigned are left out and
             counted in ``commit_skipped_partitions``.
         """
-        assigned = self.assignment()
-        to_commit = {
-            TopicPartition(t, p): OffsetAndMetadata(off, "", -1)
-            for (t, p), off in offsets.items()
-            if (t, p) in assigned
-        }
-        skipped = len(offsets) - len(to_commit)
-        if skipped:
-            self.commit_skipped_partitions += skipped
-            log.info("commit: %d partition(s) no longer assigned, not committed", skipped)
+        to_commit = self._assigned_offsets(offsets)
         if not to_commit:
             return True
         try:
@@ -434,6 +425,47 @@ class KafkaSource:
             )
             return False
         return True
+
+    def commit_async(self, offsets: Mapping[TP, int]) -> Callable[[], bool | None]:
+        """Send a commit (as :meth:`commit`) without waiting for it.
+
+        Returns
+        -------
+        callable
+            Returns None while the commit is under way, then True or False
+            (a failure is logged and counted, as by :meth:`commit`).
+        """
+        to_commit = self._assigned_offsets(offsets)
+        if not to_commit:
+            return lambda: True
+        future = self._consumer.commit_async(offsets=to_commit)
+        answer: list[bool] = []
+
+        def outcome() -> bool | None:
+            if not answer and future.is_done:
+                if future.failed():
+                    self.commit_failures += 1
+                    exc = future.exception
+                    log.warning("commit of %d partition(s) failed: %s: %s",
+                                len(to_commit), type(exc).__name__, exc)
+                answer.append(future.succeeded())
+            return answer[0] if answer else None
+
+        return outcome
+
+    def _assigned_offsets(self, offsets: Mapping[TP, int]) -> dict[TopicPartition, Any]:
+        """The offsets of partitions still assigned, as kafka-python commits them."""
+        assigned = self.assignment()
+        to_commit = {
+            TopicPartition(t, p): OffsetAndMetadata(off, "", -1)
+            for (t, p), off in offsets.items()
+            if (t, p) in assigned
+        }
+        skipped = len(offsets) - len(to_commit)
+        if skipped:
+            self.commit_skipped_partitions += skipped
+            log.info("commit: %d partition(s) no longer assigned, not committed", skipped)
+        return to_commit
 
     def committed(self, topic: str, partition: int, timeout_s: float = 10.0) -> int | None:
         """The group's committed offset for a partition (a broker round trip)."""

@@ -34,7 +34,8 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,6 +216,15 @@ class ProcessKafkaSource:
         """Commit next-to-read offsets (see KafkaSource.commit); True when done."""
         return bool(self._call("commit", dict(offsets)))
 
+    def commit_async(self, offsets: Mapping[TP, int]) -> _Answer:
+        """Ask for a commit and go on; ``.result()`` is its answer (as :meth:`commit`'s).
+
+        The child commits between two slices of its reading, so the caller can
+        work on the next batch meanwhile.
+        """
+        with self._lock:
+            return _Answer(self, self._send("commit", dict(offsets)))
+
     def committed(self, topic: str, partition: int, timeout_s: float = 10.0) -> int | None:
         """The group's committed offset for a partition."""
         return self._call("committed", topic, partition, timeout_s)
@@ -312,6 +322,17 @@ class ProcessKafkaSource:
             f"the Kafka consumer process exited (exit code {self._process.exitcode})")
 
 
+class _Answer:
+    """A request whose answer is taken later (a commit the loop settles after the next batch)."""
+
+    def __init__(self, source: ProcessKafkaSource, request: int) -> None:
+        self._source, self._request = source, request
+
+    def result(self, timeout_s: float = 120.0) -> bool:
+        with self._source._lock:
+            return bool(self._source._wait(self._request, timeout_s))
+
+
 # ------------------------------------------------------------------ the child
 
 
@@ -332,6 +353,7 @@ class _Child:
         self.gathering: tuple[int, float, int] | None = None
         self.chunks: list[Chunk] = []
         self.n_gathered = 0
+        self.commits: deque[tuple[int, Callable[[], bool | None]]] = deque()
 
     def state(self) -> _State:
         s = self.source
@@ -346,6 +368,11 @@ class _Child:
 
     def run(self) -> None:
         while True:
+            self.answer_commits()
+            # Idle with commits under way: wake up soon to answer them.
+            idle_wait = _SLICE_S if self.commits else None
+            if self.gathering is None and not self.conn.poll(idle_wait):
+                continue
             if self.gathering is None or self.conn.poll(0):
                 try:
                     request, method, args = self.conn.recv()
@@ -357,10 +384,27 @@ class _Child:
             else:
                 self.gather()
 
+    def answer_commits(self) -> None:
+        """Answer the commits whose outcome is known, in the order they were asked."""
+        while self.commits:
+            request, outcome = self.commits[0]
+            ok = outcome()
+            if ok is None:
+                return
+            self.commits.popleft()
+            self.reply(request, True, ok)
+
     def serve(self, request: int, method: str, args: tuple) -> bool:
         if method == "poll":
             timeout_s, max_records = args
             self.gathering = (request, time.monotonic() + timeout_s, max_records)
+            return True
+        if method == "commit":
+            # Sent now, answered when the broker has: reading goes on meanwhile.
+            try:
+                self.commits.append((request, self.source.commit_async(*args)))
+            except Exception as exc:  # noqa: BLE001 - the caller raises it
+                self.reply(request, False, exc)
             return True
         if method == "close":
             self.source.close(args[0])

@@ -161,6 +161,18 @@ class _Started:
     outcome: _Outcome
     sealed: list[tuple[Any, Any, int]]  # (sink, its seal of this batch's sends, records sent)
     started: float
+    commit: Any = None  # the commit asked for, once the sends are verified (has .result())
+    offsets: dict[TP, int] = field(default_factory=dict)  # what that commit commits
+
+
+class _Done:
+    """A commit answered at once (a source that commits synchronously)."""
+
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+
+    def result(self) -> bool:
+        return self.ok
 
 
 class ConsumerLoop:
@@ -314,31 +326,30 @@ class ConsumerLoop:
     def run(self, stop: threading.Event) -> LoopStats:
         """Poll and process until ``stop`` is set or the source is exhausted, then finish.
 
-        Batches overlap by one: batch N+1 is scored and its alerts sent before
-        batch N's sends are verified and its offsets committed, so the
-        acknowledgements of N arrive while N+1 is worked on. Offsets are still
-        committed only for verified batches, in order; when N fails, N+1 is
-        redone with it (its alerts may then repeat: it was in flight).
+        Batches overlap: batch N+1 is scored and its alerts sent before batch
+        N's sends are verified, and N's commit is answered while N+2 is
+        worked on, so acknowledgements and commits arrive while the loop
+        works instead of making it wait. Offsets are still committed only for
+        verified batches, in order; when a batch fails, it and the batches
+        after it are redone (their alerts may then repeat: they were in flight).
         """
-        pending: _Started | None = None
+        flight: list[_Started] = []  # oldest first
         reads_ahead = bool(getattr(self.source, "reads_ahead", False))
         while not stop.is_set():
-            # With a batch waiting to be committed, look only at what is there
-            # already, unless the source reads ahead (its poll is then ready).
-            wait = self.settings.poll_timeout_s if pending is None or reads_ahead else 0.0
+            # With sends to verify, look only at what is there already, unless
+            # the source reads ahead (its poll is then ready at once).
+            unverified = any(b.commit is None for b in flight)
+            wait = 0.0 if unverified and not reads_ahead else self.settings.poll_timeout_s
             records = self.source.poll(wait)
             self._mark_iteration()
-            started = self._begin(records) if records else None
-            if pending is not None and not self._complete(pending) and started is not None:
-                self._abandon(started, pending)
-                started = None
-            pending = started
+            if records:
+                flight.append(self._begin(records))
+            flight, _ = self._advance(flight, keep=1 if records else 0)
             self._maybe_checkpoint()
             self._maybe_progress()
-            if not records and pending is None and getattr(self.source, "exhausted", False):
+            if not records and not flight and getattr(self.source, "exhausted", False):
                 break
-        if pending is not None:
-            self._complete(pending)
+        self._advance(flight, keep=0, drain=True)
         self.finish()
         return self.stats
 
@@ -360,7 +371,7 @@ class ConsumerLoop:
         On a failed send or commit the partitions are sought back to the
         batch's first offsets and False is returned: the next polls redo it.
         """
-        return self._complete(self._begin(records))
+        return self._advance([self._begin(records)], keep=0, drain=True)[1]
 
     def _begin(self, records: list[Record]) -> _Started:
         """Decode, score, learn and send one batch; seal its sends for verification."""
@@ -378,27 +389,81 @@ class ConsumerLoop:
         ]
         return _Started(records, bounds, outcome, sealed, start)
 
-    def _complete(self, batch: _Started) -> bool:
-        """Verify a started batch's sends, audit it and commit its offsets; redo it on failure."""
-        ok = self._deliver(batch.sealed)
-        if ok:
-            if self.audit is not None:
-                self.audit.write(batch.outcome.ids)
-            ok = self._commit(batch.bounds)
-        if not ok:
-            self._seek_back(batch.bounds)
-        self._account(batch.records, batch.outcome, ok, time.perf_counter() - batch.started)
-        return ok
+    def _advance(
+        self, flight: list[_Started], keep: int, drain: bool = False
+    ) -> tuple[list[_Started], bool]:
+        """Move batches on, oldest first: settle asked commits, verify and commit sent batches.
 
-    def _abandon(self, batch: _Started, failed: _Started) -> None:
-        """Redo a batch started after ``failed`` (which was sought back already)."""
-        # A partition of both goes back to the failed batch's start, not this one's.
-        self._seek_back({tp: b for tp, b in batch.bounds.items() if tp not in failed.bounds})
-        self._account(batch.records, batch.outcome, False, time.perf_counter() - batch.started)
+        The newest ``keep`` batches not yet verified stay as they are; with
+        ``drain`` every commit asked for is also settled. Returns the batches
+        still under way, and False when one failed (it and every later batch
+        are then sought back to be redone).
+        """
+        remaining: list[_Started] = []
+        to_verify = sum(b.commit is None for b in flight) - keep
+        for i, batch in enumerate(flight):
+            if batch.commit is not None:  # asked for before: its answer is in by now
+                ok = self._settle(batch)
+            elif to_verify > 0:
+                to_verify -= 1
+                ok = self._verify_and_ask_commit(batch)
+                if ok and not drain:
+                    remaining.append(batch)  # settled next time: the commit runs meanwhile
+                    continue
+                ok = ok and self._settle(batch)
+            else:
+                remaining.append(batch)
+                continue
+            if not ok:
+                self._redo(flight[i:])
+                return remaining, False
+        return remaining, True
 
-    def _seek_back(self, bounds: dict[TP, tuple[int, int]]) -> None:
-        for (topic, partition), (first, _) in bounds.items():
-            self.source.seek(topic, partition, first)
+    def _verify_and_ask_commit(self, batch: _Started) -> bool:
+        """Check a batch's sends; audit it and ask for its commit when they all arrived."""
+        if not self._deliver(batch.sealed):
+            return False
+        if self.audit is not None:
+            self.audit.write(batch.outcome.ids)
+        batch.offsets = {
+            tp: last + 1
+            for tp, (_, last) in batch.bounds.items()
+            if last + 1 > (self.committed.get(tp) or 0)
+        }
+        commit_async = getattr(self.source, "commit_async", None)
+        if not batch.offsets:
+            batch.commit = _Done(True)
+        elif commit_async is not None:
+            batch.commit = commit_async(batch.offsets)
+        else:
+            batch.commit = _Done(self.source.commit(batch.offsets))
+        return True
+
+    def _settle(self, batch: _Started) -> bool:
+        """Take a batch's commit answer; account the batch when it is done."""
+        if not batch.commit.result():
+            self.stats.commit_failures += 1
+            if self.metrics is not None:
+                self.metrics.commit_failures.inc()
+            log.warning("commit failed; the batch will be redone")
+            return False
+        assigned = self.source.assignment()
+        for tp, offset in batch.offsets.items():
+            if tp in assigned:
+                self.committed[tp] = max(self.committed.get(tp) or 0, offset)
+        self._account(batch.records, batch.outcome, True, time.perf_counter() - batch.started)
+        return True
+
+    def _redo(self, batches: list[_Started]) -> None:
+        """Seek every partition of ``batches`` back to its earliest offset among them."""
+        first: dict[TP, int] = {}
+        for batch in batches:
+            for tp, (low, _) in batch.bounds.items():
+                first[tp] = min(first.get(tp, low), low)
+            self._account(batch.records, batch.outcome, False,
+                          time.perf_counter() - batch.started)
+        for (topic, partition), offset in first.items():
+            self.source.seek(topic, partition, offset)
 
     def _decode(self, records: list[Record]) -> Decoded:
         # A CSV source decodes under its header; everything else is JSON.
@@ -529,26 +594,6 @@ class ConsumerLoop:
                 len(failures), failures[0],
             )
             return False
-        return True
-
-    def _commit(self, bounds: dict[TP, tuple[int, int]]) -> bool:
-        offsets = {
-            tp: last + 1
-            for tp, (_, last) in bounds.items()
-            if last + 1 > (self.committed.get(tp) or 0)
-        }
-        if not offsets:
-            return True
-        if not self.source.commit(offsets):
-            self.stats.commit_failures += 1
-            if self.metrics is not None:
-                self.metrics.commit_failures.inc()
-            log.warning("commit failed; the batch will be redone")
-            return False
-        assigned = self.source.assignment()
-        for tp, offset in offsets.items():
-            if tp in assigned:
-                self.committed[tp] = offset
         return True
 
     # --------------------------------------------------------------- accounts

@@ -96,6 +96,34 @@ class ScriptedSource:
         return True
 
 
+class AsyncCommitSource(ScriptedSource):
+    """Answers commits later, as the consumer process does: the commit is made (or
+    fails) only when the loop takes its answer, and the order of things is noted."""
+
+    reads_ahead = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.journal: list[tuple[str, int]] = []
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        out = super().poll(timeout_s)
+        if out:
+            self.journal.append(("polled", len(out)))
+        return out
+
+    def commit_async(self, offsets):
+        self.journal.append(("commit asked", len(offsets)))
+        source = self
+
+        class Answer:
+            def result(self):
+                source.journal.append(("commit settled", len(offsets)))
+                return source.commit(offsets)
+
+        return Answer()
+
+
 class ListSink:
     """Keeps what is sent; fails the next ``fail`` flushes."""
 
@@ -202,9 +230,10 @@ def test_every_event_scored_alerted_or_dead_lettered_and_committed(tmp_path):
     assert m.alerts_published._value.get() == len(docs)
 
 
-def run_with_a_failure(tmp_path, failure: str, det) -> tuple:
+def run_with_a_failure(tmp_path, failure: str, det, source_class=None) -> tuple:
     records = events(400)
-    source = ScriptedSource(records, fail_commits=2 if failure == "commit" else 0)
+    source = (source_class or ScriptedSource)(
+        records, fail_commits=2 if failure == "commit" else 0)
     alerts = ListSink(fail=0)
     loop = make_loop(source, tmp_path, alerts=alerts, det=det)
     # Fail the sends of the first batch that has alerts (after warm-up).
@@ -222,10 +251,11 @@ def run_with_a_failure(tmp_path, failure: str, det) -> tuple:
     return records, source, loop, loop.run(threading.Event())
 
 
+@pytest.mark.parametrize("source_class", [ScriptedSource, AsyncCommitSource])
 @pytest.mark.parametrize("failure", ["send", "commit"])
-def test_a_failed_batch_is_redone_without_learning_twice(tmp_path, failure):
+def test_a_failed_batch_is_redone_without_learning_twice(tmp_path, failure, source_class):
     spy = Spy(detector())
-    records, source, loop, stats = run_with_a_failure(tmp_path, failure, spy)
+    records, source, loop, stats = run_with_a_failure(tmp_path, failure, spy, source_class)
     assert source.seeks, "the failed batch was not sought back"
     assert source.group_offsets == ends(records)
     assert spy.learned() == len(records)  # redone batches did not learn again
@@ -236,6 +266,23 @@ def test_a_failed_batch_is_redone_without_learning_twice(tmp_path, failure):
     assert stats.send_failures + stats.commit_failures >= 1
     metric = loop.metrics.send_failures if failure == "send" else loop.metrics.commit_failures
     assert metric._value.get() >= 1
+
+
+def test_commits_are_answered_while_the_next_batches_are_worked_on(tmp_path):
+    records = events(400)
+    source = AsyncCommitSource(records)
+    loop = make_loop(source, tmp_path)
+    stats = loop.run(threading.Event())
+    assert source.group_offsets == ends(records)
+    assert set(read_audit(tmp_path / "audit.txt")) == set(ids(records))
+    assert stats.batches == stats.consumed // 40 and stats.commit_failures == 0
+    # Each commit is asked after its batch and the next were polled, and settled
+    # only after one more batch was polled: the loop never waits for a commit.
+    kinds = [kind for kind, _ in source.journal]
+    first_ask = kinds.index("commit asked")
+    assert kinds[:first_ask].count("polled") == 2
+    first_settle = kinds.index("commit settled")
+    assert kinds[first_ask:first_settle].count("polled") == 1
 
 
 def test_a_redone_batch_leaves_the_detector_count_alone(tmp_path):
