@@ -122,9 +122,10 @@ class AnomalyDetector:
         the mixture do not depend on the features' units.
         Scores are reported as log-densities of the original features.
     tight_ratio : float, default=5.0
-        A component lighter than ``contamination`` whose standard deviation is
-        this many times smaller than the typical component's is treated as a
-        dense anomaly cluster: events are scored against the other components.
+        A component lighter than ``contamination`` whose standard deviation
+        (without the ``reg_covar`` part of the floor) is this many times smaller
+        than the typical component's is treated as a dense anomaly cluster:
+        events are scored against the other components.
     top_features : int, default=3
     feature_names : list of str or None
     model_path : str or None
