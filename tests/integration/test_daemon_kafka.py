@@ -172,8 +172,10 @@ def test_kafka_events_alerts_dead_letters_and_commits(broker, topic_factory, tmp
                  "every good event audited", daemon)
         ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert json.loads(ready.read())["broker"] == "up"
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        assert b"streamgmm_dead_letters_total 24.0" in metrics
+        # A batch is counted once its commit is answered, a poll after its audit.
+        wait_for(lambda: b"streamgmm_dead_letters_total 24.0" in urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=5).read(), 10,
+            "every dead letter counted", daemon)
         start = time.monotonic()
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(10) == 0
