@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -426,32 +427,12 @@ class KafkaSource:
             return False
         return True
 
-    def commit_async(self, offsets: Mapping[TP, int]) -> Callable[[], bool | None]:
-        """Send a commit (as :meth:`commit`) without waiting for it.
-
-        Returns
-        -------
-        callable
-            Returns None while the commit is under way, then True or False
-            (a failure is logged and counted, as by :meth:`commit`).
-        """
+    def commit_async(self, offsets: Mapping[TP, int]) -> CommitAnswer:
+        """Send a commit (as :meth:`commit`) without waiting for its answer."""
         to_commit = self._assigned_offsets(offsets)
         if not to_commit:
-            return lambda: True
-        future = self._consumer.commit_async(offsets=to_commit)
-        answer: list[bool] = []
-
-        def outcome() -> bool | None:
-            if not answer and future.is_done:
-                if future.failed():
-                    self.commit_failures += 1
-                    exc = future.exception
-                    log.warning("commit of %d partition(s) failed: %s: %s",
-                                len(to_commit), type(exc).__name__, exc)
-                answer.append(future.succeeded())
-            return answer[0] if answer else None
-
-        return outcome
+            return CommitAnswer(None, self, 0)
+        return CommitAnswer(self._consumer.commit_async(offsets=to_commit), self, len(to_commit))
 
     def _assigned_offsets(self, offsets: Mapping[TP, int]) -> dict[TopicPartition, Any]:
         """The offsets of partitions still assigned, as kafka-python commits them."""
@@ -573,6 +554,43 @@ class KafkaSource:
         except KafkaError as exc:
             log.warning("closing the consumer: %s: %s", type(exc).__name__, exc)
         self._dispatch_events()
+
+
+class CommitAnswer:
+    """A commit sent without waiting: :meth:`done` says whether it is answered, :meth:`result`
+    waits for the answer (True when committed; a failure is logged and counted by the source)."""
+
+    def __init__(self, future: Any, source: KafkaSource, n_partitions: int) -> None:
+        self._future, self._source, self._n = future, source, n_partitions
+        self._answered = threading.Event()
+        self._ok: bool | None = None
+        if future is None:  # nothing to commit
+            self._ok = True
+            self._answered.set()
+        else:
+            future.add_both(lambda _: self._answered.set())
+
+    def done(self) -> bool:
+        """Whether the broker has answered (or there was nothing to commit)."""
+        return self._answered.is_set()
+
+    def result(self, timeout_s: float | None = None) -> bool:
+        """True when the offsets were committed; waits up to the source's commit timeout."""
+        if self._ok is None:
+            wait = timeout_s if timeout_s is not None else self._source._commit_timeout_ms / 1000
+            if not self._answered.wait(wait):
+                self._fail(f"no answer within {wait:g}s")
+            elif self._future.failed():
+                exc = self._future.exception
+                self._fail(f"{type(exc).__name__}: {exc}")
+            else:
+                self._ok = True
+        return bool(self._ok)
+
+    def _fail(self, why: str) -> None:
+        self._ok = False
+        self._source.commit_failures += 1
+        log.warning("commit of %d partition(s) failed: %s", self._n, why)
 
 
 class KafkaSink:

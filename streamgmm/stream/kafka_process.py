@@ -35,11 +35,14 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamgmm.stream.records import Chunk, Record, records_from_chunks
+
+if TYPE_CHECKING:
+    from streamgmm.stream.kafka_io import CommitAnswer
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +356,7 @@ class _Child:
         self.gathering: tuple[int, float, int] | None = None
         self.chunks: list[Chunk] = []
         self.n_gathered = 0
-        self.commits: deque[tuple[int, Callable[[], bool | None]]] = deque()
+        self.commits: deque[tuple[int, CommitAnswer]] = deque()
 
     def state(self) -> _State:
         s = self.source
@@ -386,13 +389,9 @@ class _Child:
 
     def answer_commits(self) -> None:
         """Answer the commits whose outcome is known, in the order they were asked."""
-        while self.commits:
-            request, outcome = self.commits[0]
-            ok = outcome()
-            if ok is None:
-                return
-            self.commits.popleft()
-            self.reply(request, True, ok)
+        while self.commits and self.commits[0][1].done():
+            request, answer = self.commits.popleft()
+            self.reply(request, True, answer.result())
 
     def serve(self, request: int, method: str, args: tuple) -> bool:
         if method == "poll":

@@ -87,6 +87,23 @@ def test_lag_counts_what_is_left_without_broker_calls(broker, topic_factory):
         sink.close()
 
 
+def test_commit_async_answers_later(broker, topic_factory):
+    topic = topic_factory(partitions=1)
+    sink = KafkaSink(broker.bootstrap, topic)
+    produce(sink, 5, partitions=1)
+    src = source(broker, f"g-{topic}", [topic])
+    try:
+        got: list[Record] = []
+        poll_until([src], lambda: len(got) >= 5, 30, got)
+        answer = src.commit_async({(topic, 0): 4, ("not-assigned", 0): 1})
+        assert answer.result(10) is True and answer.done()
+        assert src.committed(topic, 0) == 4
+        assert src.commit_async({("not-assigned", 0): 1}).result() is True  # nothing to do
+    finally:
+        src.close()
+        sink.close()
+
+
 def test_commit_is_filtered_to_the_assignment(broker, topic_factory):
     topic, other = topic_factory(partitions=1), topic_factory(partitions=1)
     sink = KafkaSink(broker.bootstrap, topic)
