@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,22 +42,55 @@ REGIME_SHARE = 0.5
 SPREAD_SHARE = 0.75
 
 
-@dataclass
 class Detections:
-    """Per-event results of one ``process`` call (arrays of length n)."""
+    """Per-event results of one ``process`` call (arrays of length n).
 
-    score: np.ndarray
-    is_anomaly: np.ndarray
-    threshold: np.ndarray
-    percentile: np.ndarray
-    component: np.ndarray
-    top_features: np.ndarray
-    top_shares: np.ndarray
-    model_version: int
-    ready: bool
+    ``top_features`` and ``top_shares`` (the explanation of every event) are
+    worked out on first use, from the model as it scored the batch: a caller
+    that explains only its alerts asks :meth:`explanation` for those rows and
+    pays for nothing else.
+    """
+
+    def __init__(
+        self, score: np.ndarray, is_anomaly: np.ndarray, threshold: np.ndarray,
+        percentile: np.ndarray, component: np.ndarray,
+        explain: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        model_version: int, ready: bool,
+    ) -> None:
+        self.score = score
+        self.is_anomaly = is_anomaly
+        self.threshold = threshold
+        self.percentile = percentile
+        self.component = component
+        self.model_version = model_version
+        self.ready = ready
+        self._explain = explain
+        self._all: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.score.shape[0]
+
+    def explanation(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top feature indices and their shares of D^2, (len(rows), t) each, for ``rows``."""
+        rows = np.asarray(rows, dtype=np.intp)
+        if self._all is not None:
+            return self._all[0][rows], self._all[1][rows]
+        return self._explain(rows)
+
+    @property
+    def top_features(self) -> np.ndarray:
+        """Indices (n, t) of each event's features with the largest shares of D^2."""
+        return self._explained()[0]
+
+    @property
+    def top_shares(self) -> np.ndarray:
+        """Those features' shares (n, t); they sum to one over all features."""
+        return self._explained()[1]
+
+    def _explained(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._all is None:
+            self._all = self._explain(np.arange(len(self)))
+        return self._all
 
 
 class AnomalyDetector:
@@ -515,9 +548,12 @@ class AnomalyDetector:
     def _empty(self, n: int, d: int) -> Detections:
         t = min(self.n_top, d)
         nan = np.full(n, np.nan)
+
+        def nothing(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.full((rows.size, t), -1), np.full((rows.size, t), np.nan)
+
         return Detections(nan, np.zeros(n, bool), nan.copy(), nan.copy(),
-                          np.full(n, -1), np.full((n, t), -1), np.full((n, t), np.nan),
-                          self.model_version, self.ready)
+                          np.full(n, -1), nothing, self.model_version, self.ready)
 
     def _process_ready(self, X: np.ndarray, learn: bool, alert: bool) -> Detections:
         n = X.shape[0]
@@ -532,12 +568,17 @@ class AnomalyDetector:
         wlp[:, ~self._major] = -np.inf
         component = np.argmax(wlp, axis=1)
         m = self.model
-        shares = mahalanobis_shares(X, component, m.means_, m.precisions_cholesky_,
-                                    m.covariance_type)
-        idx, top = top_features(shares, self.n_top)
+        # Explained on demand, against the model that scored (learning moves it next).
+        means, prec_chol, kind, n_top = (m.means_.copy(), m.precisions_cholesky_.copy(),
+                                         m.covariance_type, self.n_top)
+
+        def explain(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            shares = mahalanobis_shares(X[rows], component[rows], means, prec_chol, kind)
+            return top_features(shares, n_top)
+
         if learn:
             self._record(X, score, held, resp, log_norm, gate)
-        return Detections(score, flagged, np.full(n, thr), pct, component, idx, top,
+        return Detections(score, flagged, np.full(n, thr), pct, component, explain,
                           self.model_version, ready)
 
     def _record(self, X, score, held, resp, log_norm, gate) -> None:

@@ -186,8 +186,8 @@ def build_alerts(
     threshold = detections.threshold[rows].tolist()
     percentile = detections.percentile[rows].tolist()
     component = detections.component[rows].tolist()
-    top = detections.top_features[rows].tolist()
-    shares = detections.top_shares[rows].tolist()
+    top_idx, top_shares = detections.explanation(rows)
+    top, shares = top_idx.tolist(), top_shares.tolist()
     features = X[rows].tolist() if include_features else None
     docs = []
     for j, alert_id in enumerate(ids):

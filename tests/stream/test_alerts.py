@@ -25,7 +25,7 @@ SCHEMA = {"alert_id", "key", "event_time", "detected_at", "score", "threshold", 
 
 
 def detections(n: int) -> SimpleNamespace:
-    return SimpleNamespace(
+    out = SimpleNamespace(
         score=np.linspace(-50, -10, n),
         is_anomaly=np.ones(n, dtype=bool),
         threshold=np.full(n, -5.0),
@@ -36,6 +36,8 @@ def detections(n: int) -> SimpleNamespace:
         model_version=3,
         ready=True,
     )
+    out.explanation = lambda rows: (out.top_features[rows], out.top_shares[rows])
+    return out
 
 
 def test_event_ids_are_positions():
