@@ -397,6 +397,10 @@ class StreamSink:
         sent, self._sent = self._sent, 0
         return (0, errors) if errors else (sent, [])
 
+    def done(self, sealed: tuple[int, list[str]]) -> bool:
+        """Always: a line is written once flushed, at the seal."""
+        return True
+
     def verify(self, sealed: tuple[int, list[str]], timeout_s: float) -> tuple[int, list[str]]:
         """Lines written and errors of one seal (a write is done once flushed)."""
         return sealed
@@ -450,6 +454,10 @@ class NullSink:
         """Records counted since the last seal."""
         sent, self._sent = self._sent, 0
         return sent
+
+    def done(self, sealed: int) -> bool:
+        """Always: nothing to wait for."""
+        return True
 
     def verify(self, sealed: int, timeout_s: float) -> tuple[int, list[str]]:
         """All of a seal's records, no error."""

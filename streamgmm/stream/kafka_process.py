@@ -319,6 +319,19 @@ class ProcessKafkaSource:
             raise value
         return value
 
+    def _answered(self, request: int) -> bool:
+        """Whether the answer to ``request`` is in; reads what has arrived, never waits."""
+        with self._lock:
+            try:
+                while request not in self._stash and self._conn.poll(0):
+                    answer_id, ok, value, state = self._conn.recv()
+                    if state is not None:
+                        self._state = state
+                    self._stash[answer_id] = (ok, value)
+            except (EOFError, OSError) as exc:
+                raise self._gone() from exc
+            return request in self._stash
+
     def _gone(self) -> RuntimeError:
         self._process.join(1.0)
         return RuntimeError(
@@ -330,6 +343,10 @@ class _Answer:
 
     def __init__(self, source: ProcessKafkaSource, request: int) -> None:
         self._source, self._request = source, request
+
+    def done(self) -> bool:
+        """Whether the answer is in (takes what the pipe holds, without waiting)."""
+        return self._source._answered(self._request)
 
     def result(self, timeout_s: float = 120.0) -> bool:
         with self._source._lock:

@@ -81,6 +81,8 @@ class Sink(Protocol):
 
     def seal(self) -> Any: ...
 
+    def done(self, sealed: Any) -> bool: ...
+
     def verify(self, sealed: Any, timeout_s: float) -> tuple[int, list[str]]: ...
 
 
@@ -171,8 +173,19 @@ class _Done:
     def __init__(self, ok: bool) -> None:
         self.ok = ok
 
+    def done(self) -> bool:
+        return True
+
     def result(self) -> bool:
         return self.ok
+
+
+#: How long a poll waits while a batch's acknowledgements are awaited (a source
+#: that does not read ahead would otherwise hold them up by a whole poll).
+_NUDGE_S = 0.005
+#: Batches begun and not yet committed beyond which the loop waits for the
+#: oldest: what a crash may repeat, and what is held in memory meanwhile.
+MAX_BATCHES_IN_FLIGHT = 3
 
 
 class ConsumerLoop:
@@ -339,7 +352,7 @@ class ConsumerLoop:
             # With sends to verify, look only at what is there already, unless
             # the source reads ahead (its poll is then ready at once).
             unverified = any(b.commit is None for b in flight)
-            wait = 0.0 if unverified and not reads_ahead else self.settings.poll_timeout_s
+            wait = _NUDGE_S if unverified and not reads_ahead else self.settings.poll_timeout_s
             records = self.source.poll(wait)
             self._mark_iteration()
             if records:
@@ -401,23 +414,39 @@ class ConsumerLoop:
         """
         remaining: list[_Started] = []
         to_verify = sum(b.commit is None for b in flight) - keep
+        # Waiting is for when it is due: draining, or more batches in flight
+        # than allowed. Otherwise a batch moves on only once what it waits for
+        # (acknowledgements, then its commit's answer) has arrived, in order.
+        force = drain or len(flight) > MAX_BATCHES_IN_FLIGHT
+        waiting = False  # an older batch is still waiting: later ones keep their turn
         for i, batch in enumerate(flight):
-            if batch.commit is not None:  # asked for before: its answer is in by now
+            ripe = force and i == 0 or drain
+            if batch.commit is not None:
+                if waiting or not (ripe or batch.commit.done()):
+                    waiting = True
+                    remaining.append(batch)
+                    continue
                 ok = self._settle(batch)
-            elif to_verify > 0:
+            elif to_verify > 0 and not waiting and (ripe or self._delivered(batch)):
                 to_verify -= 1
                 ok = self._verify_and_ask_commit(batch)
                 if ok and not drain:
-                    remaining.append(batch)  # settled next time: the commit runs meanwhile
+                    remaining.append(batch)  # settled later: the commit runs meanwhile
+                    waiting = True
                     continue
                 ok = ok and self._settle(batch)
             else:
+                waiting = True
                 remaining.append(batch)
                 continue
             if not ok:
                 self._redo(flight[i:])
                 return remaining, False
         return remaining, True
+
+    def _delivered(self, batch: _Started) -> bool:
+        """Whether every sink has the answers to this batch's sends (nothing to wait for)."""
+        return all(sink.done(seal) for sink, seal, _ in batch.sealed)
 
     def _verify_and_ask_commit(self, batch: _Started) -> bool:
         """Check a batch's sends; audit it and ask for its commit when they all arrived."""

@@ -267,7 +267,7 @@ def last_checkpointed_count(workdir: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-BATCHES_IN_FLIGHT = 3
+BATCHES_IN_FLIGHT = 4  # MAX_BATCHES_IN_FLIGHT in the loop, and the one it polls beyond them
 
 
 def redone_batches(log: str) -> int:

@@ -117,6 +117,9 @@ class AsyncCommitSource(ScriptedSource):
         source = self
 
         class Answer:
+            def done(self):
+                return True
+
             def result(self):
                 source.journal.append(("commit settled", len(offsets)))
                 return source.commit(offsets)
@@ -141,6 +144,9 @@ class ListSink:
     def seal(self):
         pending, self.pending = self.pending, []
         return pending
+
+    def done(self, pending):
+        return True
 
     def verify(self, pending, timeout_s):
         if self.fail and pending:
