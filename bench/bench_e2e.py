@@ -47,6 +47,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import pstats  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -60,6 +61,7 @@ from kafka.record import util as kafka_util  # noqa: E402
 
 from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
 from streamgmm.service.config import load_config  # noqa: E402
+from streamgmm.service.daemon import SWITCH_INTERVAL_S  # noqa: E402
 from streamgmm.stream.decode import Decoder  # noqa: E402
 from streamgmm.stream.file_io import NullSink  # noqa: E402
 from streamgmm.stream.kafka_io import KafkaSink, KafkaSource  # noqa: E402
@@ -328,6 +330,7 @@ def main() -> None:
                              "(kafka-python's default, 500, adds up to that much)")
     args = parser.parse_args()
     n, mpr = args.events, args.max_poll_records
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as the daemon sets it
     if args.no_check_crcs:
         GROUP_OPTIONS["check_crcs"] = False
 
