@@ -33,9 +33,10 @@ GUARD_FLOOR = 1e-6
 # afford many, and everything after it starts from its solution.
 WARMUP_RESTARTS = 10
 
-# Share of the window that events kept out of learning may reach before they are
-# taken as a change of regime rather than a burst of anomalies (see
-# ``_update_hold``): half, when they are as much of the window as the rest.
+# Share of the window's scored events (those the model was not fitted on) that
+# events kept out of learning may reach before they are taken as a change of
+# regime rather than a burst of anomalies (see ``_update_hold``): half, when
+# they are as many as the rest.
 REGIME_SHARE = 0.5
 # Held events spread over this share of the window's tenths are a recurring
 # pattern or a partial change of the stream, not a burst (see ``_update_hold``).
@@ -246,6 +247,9 @@ class AnomalyDetector:
         self._major: np.ndarray | None = None
         self._refit_soon = False
         self._hold_gate: float | None = None
+        # Sequence number of the first event scored by a model not fitted on it
+        # (the first after the warm-up): the window's older events are in-sample.
+        self._first_scored = 0
         self._lock = threading.RLock()
         self._refitter = Refitter(refit_n_init, reg_covar, k_range=self._k_range(),
                                   random_state=random_state)
@@ -381,6 +385,7 @@ class AnomalyDetector:
         self._window.push(X, seq, log_norm, keep)
         self.threshold_.push(score)
         self._last_refit_events = self.n_events_
+        self._first_scored = self.n_events_
 
     # -- scoring -------------------------------------------------------------
     def _update_major(self) -> None:
@@ -479,28 +484,40 @@ class AnomalyDetector:
 
         A hold ends when the held events leave the window (the burst is over),
         or when they are not a burst: when they fill ``REGIME_SHARE`` of the
-        window (an abrupt change of regime): they are taken as normal, the gate
-        returns to the threshold and a refit comes next. Held events spread over
-        the window rather than bunched in time (over twice the budget in
-        ``SPREAD_SHARE`` of its tenths) are a recurring pattern, or a part of the
-        traffic that changed: they are taken as normal too, except in tenths
-        that are mostly held (a burst still in the window stays out).
+        window's scored events (an abrupt change of regime): they are taken as
+        normal, the gate returns to the threshold and a refit comes next. Scored
+        events, not the whole window: the warm-up's events were fitted, so none
+        of them is held, and early on they would hide a change that every fresh
+        event shows (the warm-up of a card stream that began at midnight has no
+        evening in it: most evening events score below its threshold). This is
+        judged before a hold starts, so a change seen in the first batches after
+        the warm-up never freezes the gate at the warm-up's threshold. Held
+        events spread over the window rather than bunched in time (over twice
+        the budget in ``SPREAD_SHARE`` of its tenths) are a recurring pattern,
+        or a part of the traffic that changed: they are taken as normal too,
+        except in tenths that are mostly held (a burst still in the window
+        stays out).
         """
         n, held = len(self._window), self._window.unlearned()
         budget = 2 * self.contamination
         if held <= budget * n:
             self._hold_gate = None
-        elif self._hold_gate is None:
-            self._hold_gate = gate
-        elif held >= REGIME_SHARE * n:
+        elif self._changed_regime():
             self._window.mark_learned()
             self._hold_gate = None
             self._refit_soon = True
+        elif self._hold_gate is None:
+            self._hold_gate = gate
         else:
             share = self._held_by_tenth()
             if np.mean(share > budget) >= SPREAD_SHARE:
                 self._window.mark_learned(np.repeat(share <= REGIME_SHARE, self._tenths()))
                 self._refit_soon = True
+
+    def _changed_regime(self) -> bool:
+        """Whether held events are ``REGIME_SHARE`` of the window's scored events."""
+        scored, held = self._window.count_since(self._first_scored)
+        return held >= REGIME_SHARE * scored
 
     def _tenths(self) -> np.ndarray:
         """Sizes of the window's tenths, oldest first."""
@@ -687,6 +704,7 @@ class AnomalyDetector:
                     [np.nan if self._frozen_threshold is None else self._frozen_threshold]),
                 "det_hold_gate": np.array(
                     [np.nan if self._hold_gate is None else self._hold_gate]),
+                "det_first_scored": np.array([self._first_scored], dtype=np.int64),
             }
             if self._warm:
                 out["det_warmup"] = np.vstack(self._warm)
@@ -715,6 +733,7 @@ class AnomalyDetector:
         det._frozen_threshold = None if np.isnan(frozen) else frozen
         hold = float(arrays.get("det_hold_gate", [np.nan])[0])
         det._hold_gate = None if np.isnan(hold) else hold
+        det._first_scored = int(arrays.get("det_first_scored", [0])[0])
         if "det_warmup" in arrays:
             det._warm = [np.asarray(arrays["det_warmup"], dtype=np.float64)]
         if "model_weights_" in arrays:

@@ -46,6 +46,13 @@ class FeatureWindow:
         """Events in the window that were kept out of learning."""
         return self._count - int(np.count_nonzero(self.learned[:self._count]))
 
+    def count_since(self, seq0: int) -> tuple[int, int]:
+        """Events in the window from sequence number ``seq0`` on, and how many of
+        them were kept out of learning."""
+        since = self.seq[:self._count] >= seq0
+        held = since & ~self.learned[:self._count]
+        return int(np.count_nonzero(since)), int(np.count_nonzero(held))
+
     def learned_ordered(self) -> np.ndarray:
         """The learned flags, oldest first (in step with ``ordered``)."""
         if self._count < self.size:

@@ -103,6 +103,8 @@ def test_state_round_trip_gives_the_same_detections(n_before):
     for i in range(n_before, X.shape[0], 350):
         _same(original.process(X[i:i + 350]), restored.process(X[i:i + 350]))
     assert restored.n_events_ == original.n_events_
+    # Where the warm-up ended: a change of regime is judged on the events after it.
+    assert restored._first_scored == original._first_scored
 
 
 def test_state_round_trip_through_an_npz_file(tmp_path):
