@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -357,7 +358,14 @@ class _Answer:
 
 
 class _Child:
-    """The child's side: a KafkaSource, serving one request at a time."""
+    """The child's side: a KafkaSource that reads ahead into a buffer of one batch.
+
+    It keeps polling while the daemon works, so kafka-python's fetches stay
+    in flight (they advance only inside ``poll``), and answers a poll request
+    from the buffer at once when it holds records. Answers leave through a
+    sender thread: a batch larger than the pipe's buffer waits there for the
+    daemon to read it, not in the reading loop.
+    """
 
     def __init__(self, conn: Any, kwargs: dict[str, Any]) -> None:
         from streamgmm.stream.kafka_io import KafkaSource
@@ -369,40 +377,62 @@ class _Child:
             on_assign=lambda tps: self.events.append(("assign", list(tps))),
             on_revoke=lambda tps: self.events.append(("revoke", list(tps))),
         )
-        # The poll being gathered: request id, deadline, most records; chunks so far.
-        self.gathering: tuple[int, float, int] | None = None
+        self.capacity = int(kwargs["max_poll_records"])
+        self.polling = False  # reads only once the daemon has asked for a batch
+        # The poll request waiting for an answer: request id, deadline, most records.
+        self.request: tuple[int, float, int] | None = None
         self.chunks: list[Chunk] = []
         self.n_gathered = 0
+        self.drained = False  # the last slice found nothing more to read
+        self.error: Exception | None = None  # a reading error, for the next poll request
         self.commits: deque[tuple[int, CommitAnswer]] = deque()
+        self.outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self.sender = threading.Thread(target=self._send_loop, name="streamgmm-answers",
+                                       daemon=True)
+        self.sender.start()
 
     def state(self) -> _State:
         s = self.source
         return _State(frozenset(s.assignment()), s.lag(), time.process_time())
 
     def reply(self, request: int, ok: bool, value: Any) -> None:
-        try:
-            self.conn.send((request, ok, value, self.state()))
-        except Exception as exc:  # noqa: BLE001 - an answer that cannot be pickled
-            self.conn.send((request, False, RuntimeError(f"{type(value).__name__}: {value}"),
-                            None if isinstance(exc, OSError) else self.state()))
+        self.outbox.put((request, ok, value, self.state()))
+
+    def _send_loop(self) -> None:
+        while (message := self.outbox.get()) is not None:
+            try:
+                self.conn.send(message)
+            except (OSError, ValueError):  # the daemon is gone
+                return
+            except Exception:  # noqa: BLE001 - an answer that cannot be pickled
+                request, _, value, state = message
+                self.conn.send((request, False,
+                                RuntimeError(f"{type(value).__name__}: {value}"), state))
 
     def run(self) -> None:
-        while True:
-            self.answer_commits()
-            # Idle with commits under way: wake up soon to answer them.
-            idle_wait = _SLICE_S if self.commits else None
-            if self.gathering is None and not self.conn.poll(idle_wait):
-                continue
-            if self.gathering is None or self.conn.poll(0):
-                try:
-                    request, method, args = self.conn.recv()
-                except EOFError:  # the daemon is gone
-                    self.source.close(5.0)
-                    return
-                if not self.serve(request, method, args):
-                    return
-            else:
-                self.gather()
+        try:
+            while self.step():
+                pass
+        finally:
+            self.outbox.put(None)
+            self.sender.join(10.0)
+
+    def step(self) -> bool:
+        """Serve a request, or read a slice; False once closed or orphaned."""
+        self.answer_commits()
+        room = self.polling and self.n_gathered < self.capacity and self.error is None
+        if self.conn.poll(0.0 if room else _SLICE_S):
+            try:
+                request, method, args = self.conn.recv()
+            except EOFError:  # the daemon is gone
+                self.source.close(5.0)
+                return False
+            if not self.serve(request, method, args):
+                return False
+        elif room:
+            self.read_slice()
+        self.maybe_answer()
+        return True
 
     def answer_commits(self) -> None:
         """Answer the commits whose outcome is known, in the order they were asked."""
@@ -413,7 +443,8 @@ class _Child:
     def serve(self, request: int, method: str, args: tuple) -> bool:
         if method == "poll":
             timeout_s, max_records = args
-            self.gathering = (request, time.monotonic() + timeout_s, max_records)
+            self.request = (request, time.monotonic() + timeout_s, max_records)
+            self.polling = True
             return True
         if method == "commit":
             # Sent now, answered when the broker has: reading goes on meanwhile.
@@ -426,6 +457,10 @@ class _Child:
             self.source.close(args[0])
             self.reply(request, True, self.take_events())
             return False
+        if method == "next_offset" and (first := self.first_buffered(args[0], args[1])) is not None:
+            # Read ahead, not handed over yet: the daemon's next record is the buffer's first.
+            self.reply(request, True, first)
+            return True
         try:
             value = None if method == "start" else getattr(self.source, method)(*args)
         except Exception as exc:  # noqa: BLE001 - the caller raises it
@@ -436,18 +471,15 @@ class _Child:
         self.reply(request, True, value)
         return True
 
-    def gather(self) -> None:
-        """One slice of the poll being gathered; answer it when it is complete."""
-        request, deadline, max_records = self.gathering
-        # Block only until the first records; then take what is already
-        # buffered, so a slow stream is handed over at once, not at the deadline.
-        wait = 0.0 if self.n_gathered else max(0.0, min(deadline - time.monotonic(), _SLICE_S))
-        want = max_records - self.n_gathered
+    def read_slice(self) -> None:
+        """Read up to one slice into the buffer."""
+        # Block briefly only while the buffer is empty; then take what is buffered.
+        wait = 0.0 if self.n_gathered else _SLICE_S
+        want = min(self.capacity - self.n_gathered, _SLICE_RECORDS)
         try:
-            got = self.source.poll_columns(wait, max_records=min(want, _SLICE_RECORDS))
-        except Exception as exc:  # noqa: BLE001 - the caller raises it
-            self.gathering, self.chunks, self.n_gathered = None, [], 0
-            self.reply(request, False, exc)
+            got = self.source.poll_columns(wait, max_records=want)
+        except Exception as exc:  # noqa: BLE001 - the next poll request raises it
+            self.error = exc
             return
         revoked = {tp for kind, tps in self.events if kind == "revoke" for tp in tps}
         if revoked:
@@ -455,12 +487,31 @@ class _Child:
         self.chunks.extend(got)
         n_got = sum(len(chunk[2]) for chunk in got)
         self.n_gathered += n_got
-        full = self.n_gathered >= max_records
-        drained = not n_got and self.n_gathered  # nothing more buffered: hand over what we have
-        if full or drained or self.events or time.monotonic() >= deadline:
+        self.drained = n_got == 0
+
+    def maybe_answer(self) -> None:
+        """Answer the waiting poll request when there is a batch (or news, or its time is up)."""
+        if self.request is None:
+            return
+        request, deadline, max_records = self.request
+        if self.error is not None:
+            self.request, error, self.error = None, self.error, None
+            self.chunks, self.n_gathered = [], 0
+            self.reply(request, False, error)
+            return
+        ready = (self.n_gathered >= min(max_records, self.capacity)
+                 or (self.n_gathered and self.drained))
+        if ready or self.events or time.monotonic() >= deadline:
             batch = _Batch(_merge(self.chunks), self.take_events())
-            self.gathering, self.chunks, self.n_gathered = None, [], 0
+            self.request, self.chunks, self.n_gathered = None, [], 0
             self.reply(request, True, batch)
+
+    def first_buffered(self, topic: str, partition: int) -> int | None:
+        """The first offset of a partition in the buffer, if it holds any of it."""
+        for chunk in self.chunks:
+            if chunk[0] == topic and chunk[1] == partition and chunk[2]:
+                return chunk[2][0]
+        return None
 
     def drop(self, partitions: set[TP]) -> None:
         """Forget gathered records of partitions sought or revoked meanwhile."""
