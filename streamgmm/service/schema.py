@@ -78,10 +78,9 @@ class KafkaConfig:
     client_id: str = option("streamgmm", help="Client id shown in broker logs and quotas.")
     max_poll_records: int = option(
         2000,
-        help="Most records one poll returns (one micro-batch). Each batch waits for its "
-        "alerts' acknowledgements and an offset commit, so larger batches raise throughput "
-        "(bench/bench_e2e.py: 25k events/s at 500, 38k at 2000) at the price of more "
-        "duplicate alerts after a crash.",
+        help="Most records one poll returns (one micro-batch). Larger batches cost less per "
+        "event (one commit, one model update each) at the price of more duplicate alerts "
+        "after a crash, which repeats the batches in flight.",
         min=1,
     )
     poll_timeout_ms: int = option(
