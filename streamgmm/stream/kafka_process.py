@@ -33,6 +33,7 @@ import logging
 import multiprocessing
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -544,6 +545,9 @@ def _serve(
     # process group, and the consumer must not go before the daemon commits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The reading loop holds the interpreter most of the time; the answering
+    # thread must get it promptly (the daemon sets the same for its loop).
+    sys.setswitchinterval(0.001)
     from streamgmm.service.logs import setup_logging
 
     setup_logging(log_level, log_format)
