@@ -323,6 +323,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="latency part duration")
     parser.add_argument("--profile-events", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the rate passes")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="skip the rate passes (one streamgmm pass warms the model up)")
+    parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL_S,
+                        help="this process's interpreter switch interval, seconds "
+                             "(default: the daemon's)")
     parser.add_argument("--no-check-crcs", action="store_true",
                         help="every consumer skips CRC checks (what a C CRC32C would save)")
     parser.add_argument("--fetch-max-wait-ms", type=int, default=10,
@@ -330,7 +335,7 @@ def main() -> None:
                              "(kafka-python's default, 500, adds up to that much)")
     args = parser.parse_args()
     n, mpr = args.events, args.max_poll_records
-    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as the daemon sets it
+    sys.setswitchinterval(args.switch_interval)  # the daemon's by default
     if args.no_check_crcs:
         GROUP_OPTIONS["check_crcs"] = False
 
@@ -355,7 +360,10 @@ def main() -> None:
         rates: dict[str, list[float]] = {k: [] for k in labels}
         cpu: dict[str, str] = {}
         pipeline = None
-        for round_ in range(args.repeat):
+        if args.latency_only:
+            pipeline = Pipeline(broker.bootstrap, "alerts", mpr)
+            pipeline.run("events", n)
+        for round_ in range(0 if args.latency_only else args.repeat):
             rates["raw"].append(consume_rate(broker.bootstrap, "events", n, mpr, raw))
             rates["json"].append(consume_rate(broker.bootstrap, "events", n, mpr, json_only))
             for consumer in ("inline", "process"):
@@ -369,22 +377,23 @@ def main() -> None:
                 cpu[consumer] = pipeline.cpu_per_event()
             print(f"round {round_ + 1}: " + ", ".join(
                 f"{k} {v[-1]:,.0f}" for k, v in rates.items()) + " events/s")
-        median = {k: float(np.median(v)) for k, v in rates.items()}
-        rate_raw, rate_e2e = median["raw"], median["process"]
-        print(f"\nmedians of {args.repeat} rounds:")
-        for key, label in labels.items():
-            extra = "" if key == "raw" else f"  {median[key] / rate_raw:4.0%} of raw"
-            if key in cpu:
-                extra += f"; processor time per event: {cpu[key]}"
-            print(f"{label:<40} {median[key]:>9,.0f} events/s{extra}")
-        print(f"goal: end to end at least {GOAL_RATIO:.0%} of raw; measured "
-              f"{rate_e2e / rate_raw:.0%} (consumer process), "
-              f"{median['inline'] / rate_raw:.0%} (one process)")
-        if rate_e2e / rate_raw < GOAL_RATIO:
-            print(f"\nbelow the goal: cProfile of the daemon's main thread over "
-                  f"{args.profile_events} events (consumer process)\n")
-            print(profile(Pipeline(broker.bootstrap, "alerts", mpr), "events",
-                          args.profile_events))
+        if not args.latency_only:
+            median = {k: float(np.median(v)) for k, v in rates.items()}
+            rate_raw, rate_e2e = median["raw"], median["process"]
+            print(f"\nmedians of {args.repeat} rounds:")
+            for key, label in labels.items():
+                extra = "" if key == "raw" else f"  {median[key] / rate_raw:4.0%} of raw"
+                if key in cpu:
+                    extra += f"; processor time per event: {cpu[key]}"
+                print(f"{label:<40} {median[key]:>9,.0f} events/s{extra}")
+            print(f"goal: end to end at least {GOAL_RATIO:.0%} of raw; measured "
+                  f"{rate_e2e / rate_raw:.0%} (consumer process), "
+                  f"{median['inline'] / rate_raw:.0%} (one process)")
+            if rate_e2e / rate_raw < GOAL_RATIO:
+                print(f"\nbelow the goal: cProfile of the daemon's main thread over "
+                      f"{args.profile_events} events (consumer process)\n")
+                print(profile(Pipeline(broker.bootstrap, "alerts", mpr), "events",
+                              args.profile_events))
 
         lat = latency(broker.bootstrap, pipeline, args.rate, args.seconds,
                       args.fetch_max_wait_ms)

@@ -54,8 +54,10 @@ log = logging.getLogger("streamgmm.daemon")
 #: How long a thread may hold the interpreter while another waits for it. The
 #: loop shares the daemon's process with background refits and the producer's
 #: network thread; Python's default (5 ms) lets a refit hold up a batch, and
-#: its alerts, for that long at every hand-over (bench/bench_e2e.py latency
-#: part, same load: p50 49-64 ms at 5 ms, 37-46 ms at 1 ms).
+#: its alerts, for that long at every hand-over. `bench/bench_e2e.py
+#: --latency-only --events 20000 --seconds 8 --switch-interval S`, alternating
+#: runs on an idle machine: p99 85-454 ms at 5 ms, 67-85 ms at 1 ms (p50 36-44
+#: ms either way).
 SWITCH_INTERVAL_S = 0.001
 
 __all__ = ["EXIT_FAILED", "Evaluation", "run_daemon"]
