@@ -116,7 +116,7 @@ def _check_options(
             )
 
 
-def flatten_records(polled: Mapping[Any, Iterable[Any]], skip: Iterable[TP] = ()) -> list[Record]:
+def flatten_records(polled: Mapping[Any, Iterable[Any]]) -> list[Record]:
     """Turn ``poll()``'s ``{TopicPartition: [ConsumerRecord]}`` into one list.
 
     Partitions come in (topic, partition) order and records in offset order
@@ -127,19 +127,13 @@ def flatten_records(polled: Mapping[Any, Iterable[Any]], skip: Iterable[TP] = ()
     ----------
     polled : mapping of TopicPartition to list of ConsumerRecord
         What ``KafkaConsumer.poll`` returned.
-    skip : iterable of (topic, partition)
-        Partitions whose records must be dropped (they were seeked after the
-        fetch, so these records are not at the position the caller wants).
 
     Returns
     -------
     list of Record
     """
-    skipped = set(skip)
     out: list[Record] = []
     for tp in sorted(polled, key=_tp_key):
-        if (tp[0], tp[1]) in skipped:
-            continue
         out.extend(
             Record(
                 r.topic,

@@ -104,14 +104,14 @@ def test_flatten_orders_partitions_and_keeps_offsets_in_order():
     assert list(first.headers) == [("src", b"x")]
 
 
-def test_flatten_skips_seeked_partitions_and_unknown_timestamps():
+def test_flatten_leaves_unknown_timestamps_out():
     polled = {
-        TopicPartition("a", 0): [consumer_record("a", 0, 0, timestamp=-1)],
         TopicPartition("a", 1): [consumer_record("a", 1, 0)],
+        TopicPartition("a", 0): [consumer_record("a", 0, 0, timestamp=-1)],
     }
-    out = flatten_records(polled, skip=[("a", 1)])
-    assert [r.position for r in out] == [("a", 0, 0)]
-    assert out[0].timestamp_ms is None
+    out = flatten_records(polled)
+    assert [r.position for r in out] == [("a", 0, 0), ("a", 1, 0)]
+    assert out[0].timestamp_ms is None and out[1].timestamp_ms is not None
 
 
 def test_flatten_of_an_empty_poll_is_empty():
