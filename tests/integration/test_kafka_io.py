@@ -140,7 +140,7 @@ def test_two_members_split_four_partitions(broker, topic_factory):
         first_join = poll_until([a], lambda: len(a.assignment()) == 4, 30, got)
         b = source(broker, group, [topic], **hooks("b"))
         both = poll_until(
-            [a, b], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2, 30, got
+            [a, b], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2, 60, got
         )
         print(f"first join {first_join:.2f}s, rebalance to two members {both:.2f}s")
         assert a.assignment() | b.assignment() == {(topic, p) for p in range(4)}
