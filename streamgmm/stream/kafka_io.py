@@ -276,10 +276,8 @@ class KafkaSource:
 
     # -- reading -------------------------------------------------------------
 
-    def poll(self, timeout_s: float, max_records: int | None = None) -> list[Record]:
+    def poll(self, timeout_s: float) -> list[Record]:
         """Fetch the next batch, flattened; run rebalance callbacks first.
-
-        At most ``max_records`` records (default: ``max_poll_records``).
 
         Returns an empty list when nothing arrived within ``timeout_s`` (also
         while the broker is unreachable: the consumer retries by itself, and
@@ -288,7 +286,7 @@ class KafkaSource:
         Records of a partition that ``on_assign`` seeked are dropped from this
         batch; the next poll reads them from the new position.
         """
-        return flatten_records(self._poll(timeout_s, max_records))
+        return flatten_records(self._poll(timeout_s, None))
 
     def poll_columns(self, timeout_s: float, max_records: int | None = None) -> list[Chunk]:
         """As :meth:`poll`, one :data:`Chunk` of columns per partition instead of records.

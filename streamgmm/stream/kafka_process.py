@@ -3,24 +3,24 @@
 kafka-python unpacks every record in Python on the thread that polls. In one
 process that work shares the interpreter lock with decoding and scoring, so
 the pipeline runs at the sum of the two costs. :class:`ProcessKafkaSource`
-runs a :class:`~streamgmm.stream.kafka_io.KafkaSource` in a child process and
-asks it for the next batch as soon as it hands one over, so the child polls
-batch N+1 on one core while the loop scores batch N on another.
+runs a :class:`~streamgmm.stream.kafka_io.KafkaSource` in a child process that
+keeps reading into a buffer of one batch, so the child reads batch N+1 on one
+core while the loop scores batch N on another.
 
 It has the KafkaSource interface and the same delivery semantics, because
 every decision stays in the caller:
 
 - the child commits, seeks and answers ``committed`` only when asked, between
-  two of its polls (it polls in slices and serves requests in between, so a
-  commit does not wait for a whole batch to be read);
+  two slices of its reading; commits go out without waiting and are answered
+  when the broker has answered (``commit_async``);
 - rebalance events travel with the batch they came with and the caller's
   ``on_assign`` / ``on_revoke`` run on the caller's thread, as with
   KafkaSource; records of a partition the caller seeks after the child read
-  them are dropped (the next poll reads them from the new position), and
-  records of a partition revoked while a batch was being gathered are not
-  handed over;
-- ``assignment``, ``lag`` and ``broker_reachable`` answer from the state the
-  child sends with every reply, so health probes never wait for the child.
+  them are dropped (the next poll reads them from the new position), and so
+  are buffered records of a partition revoked meanwhile;
+- ``assignment`` and ``lag`` answer from the state the child sends with every
+  reply, ``broker_reachable`` from a value a thread of the child keeps fresh,
+  so health probes never wait for the child.
 
 The child ignores SIGINT and SIGTERM (the daemon finishes its batch and then
 closes the source, which makes the child leave the group) and exits when the
@@ -128,7 +128,7 @@ class ProcessKafkaSource:
         self._max_poll_records = max_poll_records
         self._lock = threading.RLock()
         self._next_id = 0
-        self._ahead: int | None = None  # id of the poll the child is gathering
+        self._ahead: int | None = None  # id of the poll request the child will answer next
         self._stash: dict[int, tuple[bool, Any]] = {}  # answers not yet asked for
         self._state = _State()
         self._current: _Batch | None = None  # the batch whose callbacks are running
