@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from streamgmm.detect.explain import mahalanobis_shares, top_features
-from streamgmm.detect.refit import RefitResult, Refitter
+from streamgmm.detect.refit import RefitResult, Refitter, select_by_bic
 from streamgmm.detect.threshold import RollingThreshold
 from streamgmm.detect.window import FeatureWindow
 from streamgmm.model.base import ConvergenceWarning, check_array
@@ -370,7 +370,7 @@ class AnomalyDetector:
                                     reg_covar=self.floor_, n_init=restarts,
                                     random_state=self.random_state).fit(X)
                     for k in ks]
-            gm = min(fits, key=lambda m: m.bic(X)) if len(fits) > 1 else fits[0]
+            gm = select_by_bic(fits, X)
             k = gm.weights_.shape[0]
             scores = gm.score_samples(X)
             keep = scores >= np.percentile(scores, 100 * self.contamination)
