@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from streamgmm.detect.explain import mahalanobis_shares, top_features
+from streamgmm.detect.groups import GroupRule, spread_logdet
 from streamgmm.detect.refit import RefitResult, Refitter, select_by_bic
 from streamgmm.detect.threshold import RollingThreshold
 from streamgmm.detect.window import FeatureWindow
@@ -122,7 +123,10 @@ class AnomalyDetector:
         for learning stays where it was until the burst has passed, so a burst
         cannot teach the model that it is normal; low-scoring events that fill
         half the window, or keep coming all over it, are learned as a change
-        of the stream.
+        of the stream. A refit also takes back held-out events that recur over
+        the window as a group of their own, neither as tight as an attack
+        cluster nor scattered (a small legitimate mode the model lacked, which
+        would otherwise be flagged, never learned, and flagged for good).
     refit_every : int, default=5000
         Events between background refits (0 = never by count).
     refit_seconds : float, default=0
@@ -404,23 +408,26 @@ class AnomalyDetector:
 
     def _spread_logdet(self) -> np.ndarray:
         """log det of each component's covariance without the ``reg_covar`` part of
-        the floor: how tight its events are, which the floor hides from the scores.
-
-        A component whose determinant is not positive once the floor is taken
-        off (its events identical in some direction) gets -inf: as tight as can be.
-        """
+        the floor: how tight its events are, which the floor hides from the scores."""
         m = self.model
-        d = m.n_features_in_
-        floor = np.broadcast_to(np.asarray(m.reg_covar, dtype=np.float64), (d,))
-        shift = np.clip(np.minimum(self.reg_covar, floor) - GUARD_FLOOR, 0.0, None)
-        cov = m.covariances_
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if m.covariance_type == "full":
-                sign, logdet = np.linalg.slogdet(cov - np.diag(shift))
-                return np.where(sign > 0, logdet, -np.inf)
-            if m.covariance_type == "diag":
-                return np.log(np.clip(cov - shift, 0.0, None)).sum(axis=1)
-            return d * np.log(np.clip(cov - shift.mean(), 0.0, None))
+        return spread_logdet(m.covariances_, m.covariance_type, self._guard_shift())
+
+    def _guard_shift(self) -> np.ndarray:
+        """The part of the model's variance floor the guard does not count."""
+        d = self.model.n_features_in_
+        floor = np.broadcast_to(np.asarray(self.model.reg_covar, dtype=np.float64), (d,))
+        return np.clip(np.minimum(self.reg_covar, floor) - GUARD_FLOOR, 0.0, None)
+
+    def _group_rule(self) -> GroupRule | None:
+        """The guard's reference for a refit's recurring groups (None: no guard)."""
+        m = self.model
+        heavy = m.weights_ >= self.contamination
+        if m.covariance_type == "tied" or not heavy.any():
+            return None
+        logdet = self._spread_logdet() / m.n_features_in_
+        typical = float(np.average(logdet[heavy], weights=m.weights_[heavy]))
+        return GroupRule(typical, self.tight_ratio, self._guard_shift()) \
+            if np.isfinite(typical) else None
 
     def _scores(self, X: np.ndarray):
         """Scores of scaled events X.
@@ -637,7 +644,8 @@ class AnomalyDetector:
         self._last_refit_events = self.n_events_
         self._last_refit_time = time.monotonic()
         self._refit_soon = False
-        self._refitter.submit(X[keep], preq[keep], self.model._get_params(), int(seq[-1]))
+        self._refitter.submit(X, preq, self.model._get_params(), int(seq[-1]), keep=keep,
+                              rule=self._group_rule())
 
     def _refit_resting(self) -> bool:
         """Whether the last refit's share of the wall clock bars the next one yet."""
@@ -651,15 +659,19 @@ class AnomalyDetector:
             return
         self.refit_counts[result.outcome] += 1
         self.last_refit_seconds = result.seconds
-        log.info("refit %s in %.2fs (candidate %.4f vs current %.4f)%s", result.outcome,
+        log.info("refit %s in %.2fs (candidate %.4f vs current %.4f)%s%s", result.outcome,
                  result.seconds, result.candidate_score, result.current_score,
-                 f": {result.error}" if result.error else "")
+                 f"; {result.taken_back.size} held-out events taken back as a recurring mode"
+                 if result.taken_back.size else "", f": {result.error}" if result.error else "")
         if result.outcome != "accepted":
             return
-        X, _, _ = self._window.ordered()
+        X, seq, _ = self._window.ordered()
         old_scores = self.threshold_.values()
         state = (self.model.n_seen_, self.model.t_)
-        self._start_from(result.model, X[old_scores >= self._gate()])
+        # The statistics of the events the candidate was fitted on, as far as
+        # they are still in the window: the cleaned ones and any taken back.
+        fitted = (old_scores >= self._gate()) | np.isin(seq, result.taken_back)
+        self._start_from(result.model, X[fitted])
         # Continue the schedule where it was: the model has seen the same stream.
         self.model.n_seen_, self.model.t_ = state
         self.threshold_.replace(self._scores(X)[0])

@@ -1,7 +1,8 @@
 """Background refits on the outlier-cleaned window: a champion/challenger swap.
 
 A refit fits batch EM on the older part of the cleaned window (warm-started
-from the current model, plus fresh restarts) on a worker thread, then compares
+from the current model, plus fresh restarts; held-out events that recur as a
+mode-like group taken back, see groups.py) on a worker thread, then compares
 the candidate's log-density on the most recent cleaned events with the
 prequential log-density the current model gave them before learning them, so
 neither side is judged on events it was fitted on. The detector swaps models
@@ -14,10 +15,11 @@ import logging
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamgmm.detect.groups import GroupRule, recurring_groups
 from streamgmm.model.base import ConvergenceWarning
 from streamgmm.model.em import MixtureParams
 from streamgmm.model.gmm import GaussianMixture
@@ -36,14 +38,19 @@ class RefitResult:
     candidate_score: float = float("nan")
     current_score: float = float("nan")
     error: str = ""
+    # Sequence numbers of held-out events taken back into the sample as a
+    # recurring mode (groups.py).
+    taken_back: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 def fit_candidate(
     X_train: np.ndarray, current: MixtureParams, n_init: int, reg_covar, seed: int,
-    k_range: tuple[int, int],
+    k_range: tuple[int, int], support_events: int | None = None,
 ) -> GaussianMixture:
     """The best by BIC of a warm start from ``current`` and ``n_init`` fresh fits
-    for each number of components in ``k_range`` (low, high)."""
+    for each number of components in ``k_range`` (low, high), among those whose
+    components are supported by ``support_events`` (the refit's whole sample,
+    held-out part included; default: the training events)."""
     low, high = k_range
     k_now = current.means.shape[0]
     candidates = []
@@ -70,7 +77,7 @@ def fit_candidate(
                 ).fit(X_train))
     if not candidates:
         raise ValueError("no refit candidate could be fitted")
-    return select_by_bic(candidates, X_train)
+    return select_by_bic(candidates, X_train, support_events)
 
 
 # Events a component needs per free parameter of its mean and covariance to be
@@ -103,10 +110,12 @@ def supported(model, n_events: int) -> bool:
     return bool(model.weights_.min() * n_events >= EVENTS_PER_PARAMETER * need)
 
 
-def select_by_bic(candidates: list, X: np.ndarray):
+def select_by_bic(candidates: list, X: np.ndarray, n_events: int | None = None):
     """The candidate with the lowest BIC on X among those whose components are
-    all ``supported``; the fewest components' best when none is."""
-    fine = [m for m in candidates if supported(m, X.shape[0])]
+    all ``supported`` by ``n_events`` (default: X's); the fewest components'
+    best when none is."""
+    n = X.shape[0] if n_events is None else n_events
+    fine = [m for m in candidates if supported(m, n)]
     if not fine:
         k_min = min(m.weights_.shape[0] for m in candidates)
         fine = [m for m in candidates if m.weights_.shape[0] == k_min]
@@ -144,15 +153,19 @@ class Refitter:
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()
 
-    def submit(self, X_clean: np.ndarray, preq_clean: np.ndarray, current: MixtureParams,
-               snapshot_seq: int) -> bool:
-        """Start a refit on ``X_clean`` (oldest first); False when one is already running.
+    def submit(self, X: np.ndarray, preq: np.ndarray, current: MixtureParams,
+               snapshot_seq: int, keep: np.ndarray | None = None,
+               rule: GroupRule | None = None) -> bool:
+        """Start a refit on the window ``X`` (oldest first); False when one is already running.
 
-        ``preq_clean`` holds each event's prequential log-density: its score under
-        the model in use before that model learned it. The candidate is judged
-        against those on the newest events, which neither model was fitted on
-        when it scored them; scoring them with the current model now would be
-        unfair, since it has since learned them.
+        ``keep`` marks the cleaned events (all when None); of the others, those
+        in a recurring mode-like group (``groups.recurring_groups`` under
+        ``rule``) are taken back into the sample. ``preq`` holds each event's
+        prequential log-density: its score under the model in use before that
+        model learned it. The candidate is judged against those on the newest
+        events of the sample, which neither model was fitted on when it scored
+        them; scoring them with the current model now would be unfair, since it
+        has since learned them.
         """
         if self._future is not None:
             return False
@@ -160,19 +173,41 @@ class Refitter:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
         self._seed += 1
         self._future = self._executor.submit(
-            self._run, X_clean, preq_clean, current.copy(), snapshot_seq, self._seed)
+            self._run, X, preq, current.copy(), snapshot_seq, self._seed, keep, rule)
         return True
 
+    def _sample(self, X: np.ndarray, preq: np.ndarray, keep: np.ndarray | None,
+                rule: GroupRule | None, covariance_type: str, seed: int):
+        """The refit sample: the cleaned events and the recurring groups taken
+        back, and the window positions of those taken back."""
+        none = np.empty(0, dtype=np.int64)
+        if keep is None:
+            return X, preq, none
+        use = keep.copy()
+        held = np.flatnonzero(~keep)
+        back = none
+        if rule is not None and held.size:
+            tenth = (np.arange(X.shape[0]) * 10) // X.shape[0]
+            back = held[recurring_groups(X[held], tenth[held], rule, covariance_type,
+                                         self.reg_covar, seed)]
+            use[back] = True
+        return X[use], preq[use], back
+
     def _run(self, X: np.ndarray, preq: np.ndarray, current: MixtureParams, seq: int,
-             seed: int) -> RefitResult:
+             seed: int, keep: np.ndarray | None = None,
+             rule: GroupRule | None = None) -> RefitResult:
         start = time.perf_counter()
         try:
+            n_window = X.shape[0]
+            X, preq, back = self._sample(X, preq, keep, rule, current.covariance_type, seed)
             n_hold = max(1, int(X.shape[0] * self.holdout_fraction))
             train, hold = X[:-n_hold], X[-n_hold:]
             model = fit_candidate(train, current, self.n_init, self.reg_covar, seed,
-                                  self.local_range(current.means.shape[0]))
-            # The held-out events are already cleaned of flagged ones: a plain
-            # mean, so that a candidate losing a small legitimate mode pays for it.
+                                  self.local_range(current.means.shape[0]),
+                                  support_events=X.shape[0])
+            # The held-out events are cleaned of flagged ones (but for a recurring
+            # group taken back): a plain mean, so that a candidate losing a small
+            # legitimate mode pays for it.
             cand = float(model.score_samples(hold).mean())
             hold_preq = preq[-n_hold:]
             if np.all(np.isfinite(hold_preq)):
@@ -180,7 +215,9 @@ class Refitter:
             else:  # restored from a state without prequential scores
                 cur = float(current.e_step(hold)[0].mean())
             outcome = "accepted" if cand > cur + self.min_gain else "rejected"
-            return RefitResult(outcome, time.perf_counter() - start, seq, model, cand, cur)
+            # The window's events are consecutive, the newest numbered ``seq``.
+            return RefitResult(outcome, time.perf_counter() - start, seq, model, cand, cur,
+                               taken_back=seq - (n_window - 1 - back))
         except Exception as exc:  # a failed refit must never stop the stream
             log.warning("refit failed: %s", exc, exc_info=True)
             return RefitResult("failed", time.perf_counter() - start, seq, error=str(exc))

@@ -106,25 +106,28 @@ def _rates(det: AnomalyDetector, X: np.ndarray, lab: np.ndarray) -> dict[str, fl
             "normal": flags[(lab < 3) & after].mean()}
 
 
-LOST_SMALL_MODE = pytest.mark.xfail(strict=True, reason=(
-    "known gap: fitted on the few events of an early window, the small mode's component "
-    "comes out light and several times tighter than the main modes, so the masking guard "
-    "scores it out like a dense attack cluster; its events are then flagged, never learned "
-    "again, and flagged at 87-100 % (attack recall stays >= 0.93)"))
-
-
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=LOST_SMALL_MODE),
-                                  pytest.param(2, marks=LOST_SMALL_MODE),
-                                  pytest.param(3, marks=LOST_SMALL_MODE)])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_a_dense_attack_cluster_is_flagged_and_a_small_legitimate_mode_is_not(seed):
     X, lab = _masking_stream(seed)
-    guarded = _rates(AnomalyDetector(n_components=5, random_state=0), X, lab)
-    msg = ", ".join(f"{k} {v:.3f}" for k, v in guarded.items())
-    assert guarded["attack recall"] >= 0.9, msg
-    assert guarded["normal"] <= 0.02, msg  # near the contamination (0.02)
-    # A light mode scores lower than the heavy ones by density alone (seed 0:
-    # 6.7 % flagged without the guard); the guard must not single it out.
-    assert guarded["small mode"] <= 3 * 0.02, msg
+    # A component needs 5 events per parameter (45 in 3 dimensions): a 1 % mode
+    # puts 50 +- 7 events in a 5,000-event window, on the edge; 100 in 10,000.
+    det = AnomalyDetector(window=10_000, random_state=0)
+    flags = _run(det, X)
+    seen = np.arange(X.shape[0]) >= det.warmup
+    late = np.arange(X.shape[0]) >= 12_000
+    rates = {"attack recall": flags[(lab == 4) & seen].mean(),
+             "normal": flags[(lab < 3) & seen].mean(),
+             "small mode before 12,000": flags[(lab == 3) & seen & ~late].mean(),
+             "small mode from 12,000": flags[(lab == 3) & late].mean()}
+    msg = ", ".join(f"{k} {v:.3f}" for k, v in rates.items()) + f"; refits {det.refit_counts}"
+    assert rates["attack recall"] >= 0.9, msg
+    assert rates["normal"] <= 0.02, msg  # near the contamination (0.02)
+    # The small mode is far from the others, so a model without it flags all its
+    # events, keeps them out of learning and would flag it for good; a refit
+    # takes its held-out events back once they recur over the window as a group
+    # neither as tight as the attack nor scattered (measured: learned by event
+    # 10,000-15,000, then flagged at 0-2 %, like the rest).
+    assert rates["small mode from 12,000"] <= 2 * det.contamination, msg
 
 
 @pytest.mark.parametrize("learn", [False, True], ids=["default", "learn-from-anomalies"])

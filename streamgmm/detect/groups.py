@@ -1,0 +1,95 @@
+"""Groups of events: how tight a component is, and which held-out events recur
+as a mode of their own.
+
+The masking guard (detector.py) scores out light components far tighter than
+the typical one (a dense cluster of near-identical attacks). The same measure
+decides which events kept out of learning are offered back to a refit: a group
+of them big enough to estimate a component for, neither tight like an attack
+cluster nor scattered like outliers, and present all over the window rather
+than bunched in time like a burst, is a small legitimate mode the model has not
+learned yet. Without this, such a mode is flagged from the start, so it is
+never learned, so it is flagged for good.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamgmm.model.base import ConvergenceWarning
+from streamgmm.model.gmm import GaussianMixture
+
+# Share of the window's tenths a group must appear in to recur (not a burst).
+RECUR_SHARE = 0.75
+# Most components tried on the held-out events.
+MAX_GROUPS = 4
+
+
+def spread_logdet(covariances: np.ndarray, covariance_type: str, shift: np.ndarray) -> np.ndarray:
+    """log det of each component's covariance less ``shift`` on the diagonal (the
+    part of the variance floor that hides how tight its events are).
+
+    A component whose determinant is not positive once the shift is taken off
+    (its events identical in some direction) gets -inf: as tight as can be.
+    """
+    d = shift.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if covariance_type == "full":
+            sign, logdet = np.linalg.slogdet(covariances - np.diag(shift))
+            return np.where(sign > 0, logdet, -np.inf)
+        if covariance_type == "diag":
+            return np.log(np.clip(covariances - shift, 0.0, None)).sum(axis=1)
+        if covariance_type == "spherical":
+            return d * np.log(np.clip(covariances - shift.mean(), 0.0, None))
+    raise ValueError(f"covariance_type: no spread for {covariance_type!r}")
+
+
+@dataclass
+class GroupRule:
+    """The guard's reference, handed to a refit: ``typical`` is the mean log det
+    per feature of the model's heavy components (without ``shift``); a group
+    within ``ratio`` of its standard deviation either way is mode-like."""
+
+    typical: float
+    ratio: float
+    shift: np.ndarray
+
+
+def recurring_groups(H: np.ndarray, tenth: np.ndarray, rule: GroupRule, covariance_type: str,
+                     reg_covar, seed: int) -> np.ndarray:
+    """Which of the held-out events ``H`` (tenth of the window each sits in, 0-9)
+    belong to a recurring, mode-like group; a boolean mask over ``H``.
+
+    The groups are the components of a small mixture fitted on ``H`` alone,
+    chosen by plain BIC so that a handful of near-identical attacks gets a
+    component of its own rather than joining a group. A group is kept when it
+    has the events a component needs (``refit.supported``), is no tighter than
+    ``rule.ratio`` times the typical component's standard deviation (tighter is
+    a dense attack cluster) and no wider than it (wider is scattered outliers
+    and the tails of the modes the model has), and appears in ``RECUR_SHARE``
+    of the window's tenths (bunched in time is a burst).
+    """
+    from streamgmm.detect.refit import EVENTS_PER_PARAMETER, component_parameters
+
+    n, d = H.shape
+    keep = np.zeros(n, dtype=bool)
+    need = EVENTS_PER_PARAMETER * component_parameters(covariance_type, d)
+    if covariance_type == "tied" or n < need:
+        return keep
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fits = [GaussianMixture(k, covariance_type=covariance_type, reg_covar=reg_covar,
+                                random_state=seed).fit(H)
+                for k in range(1, MAX_GROUPS + 1) if n > 2 * k]
+    model = min(fits, key=lambda m: m.bic(H))
+    label = model.predict(H)
+    spread = spread_logdet(model.covariances_, covariance_type, rule.shift) / d
+    low = rule.typical - 2.0 * np.log(rule.ratio)
+    for j in range(model.weights_.shape[0]):
+        members = label == j
+        if (members.sum() >= need and low <= spread[j] <= rule.typical
+                and np.unique(tenth[members]).size >= RECUR_SHARE * 10):
+            keep |= members
+    return keep
