@@ -104,7 +104,11 @@ class AnomalyDetector:
         Components of the mixture; 'auto' chooses them by BIC over
         ``select_k`` at the warm-up and at every refit, so the model grows with
         what the stream shows (a few components on a few hundred events in many
-        dimensions, more on long streams of few features).
+        dimensions, more on long streams of few features). Only fits whose every
+        component rests on five events per free parameter are chosen (45 events
+        for a full covariance in 3 dimensions, 1,260 in 21): a smaller group is
+        scored as unusual rather than modelled as a mode of its own
+        (``refit.supported``).
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
     contamination : float, default=0.02
         Fraction of events flagged: the threshold is this percentile of the
