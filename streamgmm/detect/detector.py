@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from streamgmm.detect.explain import mahalanobis_shares, top_features
-from streamgmm.detect.groups import GroupRule, spread_logdet
-from streamgmm.detect.refit import RefitResult, Refitter, select_by_bic
+from streamgmm.detect.groups import GroupRule, select_by_bic, spread_logdet
+from streamgmm.detect.refit import RefitResult, Refitter
 from streamgmm.detect.threshold import RollingThreshold
 from streamgmm.detect.window import FeatureWindow
 from streamgmm.model.base import ConvergenceWarning, check_array
@@ -108,7 +108,7 @@ class AnomalyDetector:
         component rests on five events per free parameter are chosen (45 events
         for a full covariance in 3 dimensions, 1,260 in 21): a smaller group is
         scored as unusual rather than modelled as a mode of its own
-        (``refit.supported``).
+        (``groups.supported``).
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
     contamination : float, default=0.02
         Fraction of events flagged: the threshold is this percentile of the

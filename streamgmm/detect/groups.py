@@ -1,5 +1,5 @@
-"""Groups of events: how tight a component is, and which held-out events recur
-as a mode of their own.
+"""Groups of events: how many a component needs, how tight a component is, and
+which held-out events recur as a mode of their own.
 
 The masking guard (detector.py) scores out light components far tighter than
 the typical one (a dense cluster of near-identical attacks). The same measure
@@ -25,6 +25,48 @@ from streamgmm.model.gmm import GaussianMixture
 RECUR_SHARE = 0.75
 # Most components tried on the held-out events.
 MAX_GROUPS = 4
+
+
+# Events a component needs per free parameter of its mean and covariance to be
+# chosen: the usual rule of thumb for estimating a covariance structure (five
+# cases per free parameter). A full covariance in 21 dimensions needs 1,260
+# events, so a 500-event warm-up gets one component; in 3 dimensions, 45.
+EVENTS_PER_PARAMETER = 5
+
+
+def component_parameters(covariance_type: str, n_features: int) -> int:
+    """Free parameters of one component's mean and covariance (a tied
+    covariance is shared, so it costs a component only its mean)."""
+    d = n_features
+    return d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[covariance_type]
+
+
+def supported(model, n_events: int) -> bool:
+    """Whether every component of ``model`` rests on at least
+    ``EVENTS_PER_PARAMETER`` of the ``n_events`` it was fitted on per free
+    parameter of its own.
+
+    A component fitted to few events per parameter describes those events, not
+    a mode of the stream: BIC's penalty, which grows only with log n, lets a
+    mixture spend components on a handful of outliers (a single event under the
+    variance floor, a group of a few dozen in many dimensions), and the events
+    near them then score as typical. For an anomaly detector that is the worst
+    way to be wrong, so such a fit is not chosen.
+    """
+    need = component_parameters(model.covariance_type, model.means_.shape[1])
+    return bool(model.weights_.min() * n_events >= EVENTS_PER_PARAMETER * need)
+
+
+def select_by_bic(candidates: list, X: np.ndarray, n_events: int | None = None):
+    """The candidate with the lowest BIC on X among those whose components are
+    all ``supported`` by ``n_events`` (default: X's); the fewest components'
+    best when none is."""
+    n = X.shape[0] if n_events is None else n_events
+    fine = [m for m in candidates if supported(m, n)]
+    if not fine:
+        k_min = min(m.weights_.shape[0] for m in candidates)
+        fine = [m for m in candidates if m.weights_.shape[0] == k_min]
+    return min(fine, key=lambda m: m.bic(X))
 
 
 def spread_logdet(covariances: np.ndarray, covariance_type: str, shift: np.ndarray) -> np.ndarray:
@@ -65,14 +107,12 @@ def recurring_groups(H: np.ndarray, tenth: np.ndarray, rule: GroupRule, covarian
     The groups are the components of a small mixture fitted on ``H`` alone,
     chosen by plain BIC so that a handful of near-identical attacks gets a
     component of its own rather than joining a group. A group is kept when it
-    has the events a component needs (``refit.supported``), is no tighter than
+    has the events a component needs (``supported``), is no tighter than
     ``rule.ratio`` times the typical component's standard deviation (tighter is
     a dense attack cluster) and no wider than it (wider is scattered outliers
     and the tails of the modes the model has), and appears in ``RECUR_SHARE``
     of the window's tenths (bunched in time is a burst).
     """
-    from streamgmm.detect.refit import EVENTS_PER_PARAMETER, component_parameters
-
     n, d = H.shape
     keep = np.zeros(n, dtype=bool)
     need = EVENTS_PER_PARAMETER * component_parameters(covariance_type, d)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamgmm.detect.groups import GroupRule, recurring_groups
+from streamgmm.detect.groups import GroupRule, recurring_groups, select_by_bic
 from streamgmm.model.base import ConvergenceWarning
 from streamgmm.model.em import MixtureParams
 from streamgmm.model.gmm import GaussianMixture
@@ -78,48 +78,6 @@ def fit_candidate(
     if not candidates:
         raise ValueError("no refit candidate could be fitted")
     return select_by_bic(candidates, X_train, support_events)
-
-
-# Events a component needs per free parameter of its mean and covariance to be
-# chosen: the usual rule of thumb for estimating a covariance structure (five
-# cases per free parameter). A full covariance in 21 dimensions needs 1,260
-# events, so a 500-event warm-up gets one component; in 3 dimensions, 45.
-EVENTS_PER_PARAMETER = 5
-
-
-def component_parameters(covariance_type: str, n_features: int) -> int:
-    """Free parameters of one component's mean and covariance (a tied
-    covariance is shared, so it costs a component only its mean)."""
-    d = n_features
-    return d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[covariance_type]
-
-
-def supported(model, n_events: int) -> bool:
-    """Whether every component of ``model`` rests on at least
-    ``EVENTS_PER_PARAMETER`` of the ``n_events`` it was fitted on per free
-    parameter of its own.
-
-    A component fitted to few events per parameter describes those events, not
-    a mode of the stream: BIC's penalty, which grows only with log n, lets a
-    mixture spend components on a handful of outliers (a single event under the
-    variance floor, a group of a few dozen in many dimensions), and the events
-    near them then score as typical. For an anomaly detector that is the worst
-    way to be wrong, so such a fit is not chosen.
-    """
-    need = component_parameters(model.covariance_type, model.means_.shape[1])
-    return bool(model.weights_.min() * n_events >= EVENTS_PER_PARAMETER * need)
-
-
-def select_by_bic(candidates: list, X: np.ndarray, n_events: int | None = None):
-    """The candidate with the lowest BIC on X among those whose components are
-    all ``supported`` by ``n_events`` (default: X's); the fewest components'
-    best when none is."""
-    n = X.shape[0] if n_events is None else n_events
-    fine = [m for m in candidates if supported(m, n)]
-    if not fine:
-        k_min = min(m.weights_.shape[0] for m in candidates)
-        fine = [m for m in candidates if m.weights_.shape[0] == k_min]
-    return min(fine, key=lambda m: m.bic(X))
 
 
 class Refitter:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from streamgmm.detect import refit as refit_module
+from streamgmm.detect import groups as groups_module
 from streamgmm.detect.detector import AnomalyDetector
-from streamgmm.detect.refit import component_parameters, select_by_bic, supported
+from streamgmm.detect.groups import component_parameters, select_by_bic, supported
 from streamgmm.model.gmm import GaussianMixture
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,7 +98,7 @@ def test_a_small_group_of_anomalies_is_not_learned_as_a_mode(seed, monkeypatch):
     assert k >= 2, msg
 
     # Without the rule the group gets a component of its own and hides in it.
-    monkeypatch.setattr(refit_module, "EVENTS_PER_PARAMETER", 0)
+    monkeypatch.setattr(groups_module, "EVENTS_PER_PARAMETER", 0)
     score, _, _ = _scores(X)
     plain = average_precision_score(group[scored], -score[scored])
     assert plain < 0.5, f"without the rule AP {plain:.3f}; {msg}"
