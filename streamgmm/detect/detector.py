@@ -104,11 +104,12 @@ class AnomalyDetector:
         Components of the mixture; 'auto' chooses them by BIC over
         ``select_k`` at the warm-up and at every refit, so the model grows with
         what the stream shows (a few components on a few hundred events in many
-        dimensions, more on long streams of few features). Only fits whose every
-        component rests on five events per free parameter are chosen (45 events
-        for a full covariance in 3 dimensions, 1,260 in 21): a smaller group is
-        scored as unusual rather than modelled as a mode of its own
-        (``groups.supported``).
+        dimensions, more on long streams of few features). Components that do
+        not rest on five events per free parameter (45 events for a full
+        covariance in 3 dimensions, 1,260 in 21) are pruned from every fit
+        before it is compared: a smaller group is scored as unusual rather than
+        modelled as a mode of its own (``groups.supported``). A fixed number is
+        kept as given.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
     contamination : float, default=0.02
         Fraction of events flagged: the threshold is this percentile of the
@@ -378,7 +379,7 @@ class AnomalyDetector:
                                     reg_covar=self.floor_, n_init=restarts,
                                     random_state=self.random_state).fit(X)
                     for k in ks]
-            gm = select_by_bic(fits, X)
+            gm = select_by_bic(fits, X, reg_covar=self.floor_ if low < high else None)
             k = gm.weights_.shape[0]
             scores = gm.score_samples(X)
             keep = scores >= np.percentile(scores, 100 * self.contamination)

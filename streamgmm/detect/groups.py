@@ -41,6 +41,11 @@ def component_parameters(covariance_type: str, n_features: int) -> int:
     return d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[covariance_type]
 
 
+def events_needed(covariance_type: str, n_features: int) -> float:
+    """Events a component needs to be kept: ``EVENTS_PER_PARAMETER`` per free parameter."""
+    return EVENTS_PER_PARAMETER * component_parameters(covariance_type, n_features)
+
+
 def supported(model, n_events: int) -> bool:
     """Whether every component of ``model`` rests on at least
     ``EVENTS_PER_PARAMETER`` of the ``n_events`` it was fitted on per free
@@ -51,18 +56,42 @@ def supported(model, n_events: int) -> bool:
     mixture spend components on a handful of outliers (a single event under the
     variance floor, a group of a few dozen in many dimensions), and the events
     near them then score as typical. For an anomaly detector that is the worst
-    way to be wrong, so such a fit is not chosen.
+    way to be wrong, so such a component is not kept.
     """
-    need = component_parameters(model.covariance_type, model.means_.shape[1])
-    return bool(model.weights_.min() * n_events >= EVENTS_PER_PARAMETER * need)
+    need = events_needed(model.covariance_type, model.means_.shape[1])
+    return bool(model.weights_.min() * n_events >= need)
 
 
-def select_by_bic(candidates: list, X: np.ndarray, n_events: int | None = None):
-    """The candidate with the lowest BIC on X among those whose components are
-    all ``supported`` by ``n_events`` (default: X's); the fewest components'
-    best when none is."""
+def prune(model, X: np.ndarray, n_events: int, reg_covar):
+    """``model`` without its unsupported components, refitted on X from the rest
+    (the components' annihilation of Figueiredo and Jain's mixture learning)."""
+    need = events_needed(model.covariance_type, model.means_.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        while model.weights_.shape[0] > 1 and not supported(model, n_events):
+            keep = model.weights_ * n_events >= need
+            if not keep.any():
+                keep = model.weights_ == model.weights_.max()
+            prec = model.precisions_ if model.covariance_type == "tied" else \
+                model.precisions_[keep]
+            model = GaussianMixture(
+                int(keep.sum()), covariance_type=model.covariance_type, reg_covar=reg_covar,
+                weights_init=model.weights_[keep] / model.weights_[keep].sum(),
+                means_init=model.means_[keep], precisions_init=prec).fit(X)
+    return model
+
+
+def select_by_bic(candidates: list, X: np.ndarray, n_events: int | None = None,
+                  reg_covar=None):
+    """The candidate with the lowest BIC on X once each is ``prune``d to the
+    components ``n_events`` (default: X's) support; with no ``reg_covar`` to
+    refit with, unsupported candidates are left out (the fewest components'
+    best wins when none is supported)."""
     n = X.shape[0] if n_events is None else n_events
-    fine = [m for m in candidates if supported(m, n)]
+    if reg_covar is not None:
+        fine = [prune(m, X, n, reg_covar) for m in candidates]
+    else:
+        fine = [m for m in candidates if supported(m, n)]
     if not fine:
         k_min = min(m.weights_.shape[0] for m in candidates)
         fine = [m for m in candidates if m.weights_.shape[0] == k_min]
@@ -115,7 +144,7 @@ def recurring_groups(H: np.ndarray, tenth: np.ndarray, rule: GroupRule, covarian
     """
     n, d = H.shape
     keep = np.zeros(n, dtype=bool)
-    need = EVENTS_PER_PARAMETER * component_parameters(covariance_type, d)
+    need = events_needed(covariance_type, d)
     if covariance_type == "tied" or n < need:
         return keep
     with warnings.catch_warnings():

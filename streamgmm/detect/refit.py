@@ -77,7 +77,9 @@ def fit_candidate(
                 ).fit(X_train))
     if not candidates:
         raise ValueError("no refit candidate could be fitted")
-    return select_by_bic(candidates, X_train, support_events)
+    # A number of components the user fixed is kept; 'auto' prunes to support.
+    return select_by_bic(candidates, X_train, support_events,
+                         reg_covar if low < high else None)
 
 
 class Refitter:

@@ -14,7 +14,7 @@ from sklearn.metrics import average_precision_score
 
 from streamgmm.detect import groups as groups_module
 from streamgmm.detect.detector import AnomalyDetector
-from streamgmm.detect.groups import component_parameters, select_by_bic, supported
+from streamgmm.detect.groups import component_parameters, prune, select_by_bic, supported
 from streamgmm.model.gmm import GaussianMixture
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,6 +34,20 @@ def test_bic_alone_prefers_a_component_for_three_outliers_and_selection_does_not
     assert two.bic(X) < one.bic(X)  # what BIC alone would choose
     assert not supported(two, X.shape[0]) and supported(one, X.shape[0])
     assert select_by_bic([one, two], X) is one
+
+
+def test_pruning_drops_the_unsupported_components_and_refits_the_rest():
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 1, (400, 2)), rng.normal(0, 1, (300, 2)) + 8,
+                   rng.normal(0, 0.01, (3, 2)) + 20])
+    three = GaussianMixture(3, means_init=[[0, 0], [8, 8], [20, 20]]).fit(X)
+    assert not supported(three, X.shape[0])  # a component for the 3 far events
+    two = prune(three, X, X.shape[0], 1e-6)
+    assert two.weights_.shape[0] == 2 and supported(two, X.shape[0])
+    assert np.allclose(np.sort(two.means_[:, 0]), [0, 8], atol=0.3)
+    # Selection prunes each candidate first, so the pruned fit competes.
+    chosen = select_by_bic([GaussianMixture(1).fit(X), three], X, reg_covar=1e-6)
+    assert chosen.weights_.shape[0] == 2
 
 
 def test_a_real_second_mode_is_still_chosen():
