@@ -13,6 +13,7 @@ never learned, so it is flagged for good.
 
 from __future__ import annotations
 
+import heapq
 import warnings
 from dataclasses import dataclass
 
@@ -83,19 +84,27 @@ def prune(model, X: np.ndarray, n_events: int, reg_covar):
 
 def select_by_bic(candidates: list, X: np.ndarray, n_events: int | None = None,
                   reg_covar=None):
-    """The candidate with the lowest BIC on X once each is ``prune``d to the
-    components ``n_events`` (default: X's) support; with no ``reg_covar`` to
-    refit with, unsupported candidates are left out (the fewest components'
-    best wins when none is supported)."""
+    """The candidate with the lowest BIC on X once ``prune``d to the components
+    ``n_events`` (default: X's) support. Only candidates that would win are
+    pruned (in order of BIC, each pruned fit competing again), since a pruning
+    refits. With no ``reg_covar`` to refit with, unsupported candidates are left
+    out (the fewest components' best wins when none is supported)."""
     n = X.shape[0] if n_events is None else n_events
-    if reg_covar is not None:
-        fine = [prune(m, X, n, reg_covar) for m in candidates]
-    else:
+    if reg_covar is None:
         fine = [m for m in candidates if supported(m, n)]
-    if not fine:
-        k_min = min(m.weights_.shape[0] for m in candidates)
-        fine = [m for m in candidates if m.weights_.shape[0] == k_min]
-    return min(fine, key=lambda m: m.bic(X))
+        if not fine:
+            k_min = min(m.weights_.shape[0] for m in candidates)
+            fine = [m for m in candidates if m.weights_.shape[0] == k_min]
+        return min(fine, key=lambda m: m.bic(X))
+    # (BIC, order, model, final): a pruned fit is final, supported or not.
+    queue = [(m.bic(X), i, m, False) for i, m in enumerate(candidates)]
+    heapq.heapify(queue)
+    while True:
+        _, i, model, final = heapq.heappop(queue)
+        if final or supported(model, n):
+            return model
+        pruned = prune(model, X, n, reg_covar)
+        heapq.heappush(queue, (pruned.bic(X), i, pruned, True))
 
 
 def spread_logdet(covariances: np.ndarray, covariance_type: str, shift: np.ndarray) -> np.ndarray:
