@@ -31,10 +31,27 @@ def _fit_both(X, covariance_type, **kwargs):
     return sk, sg
 
 
+def _atol(value: np.ndarray) -> float | np.ndarray:
+    """ATOL, scaled for matrices by sqrt(|M_ii M_jj|) where that exceeds one.
+
+    Round-off in entry (i, j) of a covariance or precision matrix grows with the
+    scales of features i and j: a covariance of an off-diagonal pair whose true
+    value is zero comes out near eps * sqrt(M_ii M_jj) (2e-9 beside a variance
+    of 1e6, depending on the BLAS), which a bare atol of 1e-9 would call a
+    mismatch.
+    """
+    if value.ndim < 2 or value.shape[-1] != value.shape[-2]:
+        return ATOL
+    diag = np.abs(np.diagonal(value, axis1=-2, axis2=-1))
+    return ATOL * np.maximum(1.0, np.sqrt(diag[..., :, None] * diag[..., None, :]))
+
+
 def _assert_same_fit(sk, sg, what: str) -> None:
     for name in FITTED:
-        np.testing.assert_allclose(getattr(sg, name), getattr(sk, name), rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{what}: {name}")
+        got, want = np.asarray(getattr(sg, name)), np.asarray(getattr(sk, name))
+        bad = np.abs(got - want) > _atol(want) + RTOL * np.abs(want)
+        assert not bad.any(), (f"{what}: {name} differs at {np.argwhere(bad)[:5].tolist()}: "
+                               f"{got[bad][:5]} vs {want[bad][:5]}")
     np.testing.assert_allclose(sg.lower_bound_, sk.lower_bound_, rtol=RTOL, atol=ATOL,
                                err_msg=f"{what}: lower_bound_")
     assert sg.n_iter_ == sk.n_iter_, what
