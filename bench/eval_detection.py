@@ -48,6 +48,7 @@ out of the comparison with HST.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 import warnings
 from pathlib import Path
@@ -209,6 +210,10 @@ def main() -> None:
     args = parser.parse_args()
     names, methods = args.datasets.split(","), args.methods.split(",")
     orders = args.orders.split(",")
+    need = {"hst": "river"}
+    for m in methods:
+        if m in need and importlib.util.find_spec(need[m]) is None:
+            parser.error(f"--methods {m} needs {need[m]}: .venv/bin/pip install -e '.[bench]'")
     print(f"data: {DATA}; methods {methods}; orders {orders}; max events "
           f"{args.max_events or 'all'}; HST max events {args.hst_max_events or 'all'}; "
           f"streamgmm batch {args.batch}, refits {args.refits}")
