@@ -138,6 +138,14 @@ class AnomalyDetector:
         Seconds between refits (0 = never by time).
     refit_n_init : int, default=2
         Fresh initialisations tried at each refit, beside the warm start.
+    refit_worker : {'thread', 'process'}, default='thread'
+        Where refits run. A thread shares the interpreter with ``process``,
+        whose batches then take up to about twice as long while a refit runs
+        (the refit holds the GIL between its numpy calls); a process of its
+        own (started with ``spawn``, kept for the detector's life) costs the
+        stream nothing but handing over the window, and is what the daemon
+        runs. A script that uses it needs an ``if __name__ == "__main__":``
+        guard, since the worker process imports the script's main module.
     refit_max_duty : float, optional
         Most of the wall-clock time background refits may take: a refit that
         took t seconds is followed by the next no sooner than t / max_duty
@@ -204,6 +212,7 @@ class AnomalyDetector:
         refit_seconds: float = 0.0,
         refit_n_init: int = 2,
         refit_max_duty: float | None = None,
+        refit_worker: str = "thread",
         refit_enabled: bool = True,
         select_k: tuple[int, int] = (1, 8),
         reg_covar: float = 1e-2,
@@ -234,6 +243,7 @@ class AnomalyDetector:
         self.refit_seconds = refit_seconds
         self.refit_n_init = refit_n_init
         self.refit_max_duty = refit_max_duty
+        self.refit_worker = refit_worker
         self.refit_enabled = refit_enabled
         self.select_k = tuple(select_k)
         self.reg_covar = reg_covar
@@ -261,7 +271,7 @@ class AnomalyDetector:
         self._first_scored = 0
         self._lock = threading.RLock()
         self._refitter = Refitter(refit_n_init, reg_covar, k_range=self._k_range(),
-                                  random_state=random_state)
+                                  random_state=random_state, worker=refit_worker)
         self._last_refit_events = 0
         self._last_refit_time = time.monotonic()
         self.refit_counts = {"accepted": 0, "rejected": 0, "failed": 0}
@@ -684,12 +694,19 @@ class AnomalyDetector:
             # Carried over by rank: the same share of the window stays below it.
             self._hold_gate = self.threshold_.quantile(np.mean(old_scores < self._hold_gate))
 
+    def apply_finished_refit(self) -> bool:
+        """Apply a background refit that has finished, if any, without waiting
+        (``process`` does this at every batch; a caller whose stream has gone
+        quiet calls it instead). True when a refit's result was taken in."""
+        with self._lock:
+            result = self._refitter.poll()
+            self._apply_refit(result)
+            return result is not None
+
     def wait_for_refit(self, timeout: float | None = None) -> None:
         """Block until a running refit finishes and apply it (for tests and shutdown)."""
         with self._lock:
-            if self._refitter._future is not None:
-                self._refitter._future.result(timeout)
-                self._apply_refit(self._refitter.poll(wait=True))
+            self._apply_refit(self._refitter.poll(wait=True, timeout=timeout))
 
     def close(self) -> None:
         self._refitter.close()
@@ -784,22 +801,28 @@ class AnomalyDetector:
         det.threshold_.replace(np.asarray(arrays["det_threshold_window"], dtype=np.float64))
         return det
 
-    @classmethod
-    def from_config(cls, cfg, feature_names: list[str] | None = None) -> AnomalyDetector:
-        """A detector from the daemon's ``detector`` config section."""
+    @staticmethod
+    def config_params(cfg, feature_names: list[str] | None = None) -> dict:
+        """The keyword arguments the daemon's ``detector`` config section gives
+        (for ``from_config`` and for ``from_state_arrays`` on a restart)."""
         refit = cfg.refit
-        k_range = (refit.select_k.min, refit.select_k.max)
-        return cls(
+        return dict(
             n_components=cfg.n_components, covariance_type=cfg.covariance_type,
             contamination=cfg.contamination, window=cfg.window, warmup=cfg.warmup,
             mode=cfg.mode, learn_from_anomalies=cfg.learn_from_anomalies,
             refit_every=refit.every_events, refit_seconds=refit.every_seconds,
             refit_n_init=refit.n_init, refit_max_duty=refit.max_duty or None,
-            refit_enabled=refit.enabled, select_k=k_range,
+            refit_worker=refit.worker, refit_enabled=refit.enabled,
+            select_k=(refit.select_k.min, refit.select_k.max),
             top_features=min(cfg.top_features, len(feature_names or []) or cfg.top_features),
-            feature_names=feature_names, model_path=cfg.model_path,
-            random_state=cfg.random_state,
+            feature_names=list(feature_names) if feature_names else None,
+            model_path=cfg.model_path, random_state=cfg.random_state,
         )
+
+    @classmethod
+    def from_config(cls, cfg, feature_names: list[str] | None = None) -> AnomalyDetector:
+        """A detector from the daemon's ``detector`` config section."""
+        return cls(**cls.config_params(cfg, feature_names))
 
 
 def quantisation_floor(X: np.ndarray) -> np.ndarray:

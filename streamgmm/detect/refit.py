@@ -7,14 +7,27 @@ the candidate's log-density on the most recent cleaned events with the
 prequential log-density the current model gave them before learning them, so
 neither side is judged on events it was fitted on. The detector swaps models
 only when the candidate wins.
+
+The worker is a thread (the default) or a process of its own. A thread shares
+the interpreter with the stream: the refit's Python-level work holds the GIL
+between numpy calls, and on this machine doubled the time of ``process`` on a
+batch of 500 while a refit ran (``bench/bench_refit_stall.py``). A process
+(started with ``spawn``: the daemon has threads, which ``fork`` must not copy)
+costs the stream nothing but the hand-over of the window; it is what the daemon
+runs. A library caller's script is imported afresh by a spawned process, so it
+needs an ``if __name__ == "__main__":`` guard, which is why the library's
+default stays a thread.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,23 +95,100 @@ def fit_candidate(
                          reg_covar if low < high else None)
 
 
+WORKERS = ("thread", "process")
+
+
+@dataclass(frozen=True)
+class RefitSettings:
+    """What a refit needs besides the window, in a form a worker process can receive."""
+
+    n_init: int
+    reg_covar: object
+    holdout_fraction: float
+    k_range: tuple[int, int]
+    min_gain: float
+
+
+def _sample(settings: RefitSettings, X: np.ndarray, preq: np.ndarray, keep: np.ndarray | None,
+            rule: GroupRule | None, covariance_type: str, seed: int):
+    """The refit sample: the cleaned events and the recurring groups taken
+    back, and the window positions of those taken back."""
+    none = np.empty(0, dtype=np.int64)
+    if keep is None:
+        return X, preq, none
+    use = keep.copy()
+    held = np.flatnonzero(~keep)
+    back = none
+    if rule is not None and held.size:
+        tenth = (np.arange(X.shape[0]) * 10) // X.shape[0]
+        back = held[recurring_groups(X[held], tenth[held], rule, covariance_type,
+                                     settings.reg_covar, seed)]
+        use[back] = True
+    return X[use], preq[use], back
+
+
+def run_refit(settings: RefitSettings, X: np.ndarray, preq: np.ndarray, current: MixtureParams,
+              seq: int, seed: int, keep: np.ndarray | None = None,
+              rule: GroupRule | None = None) -> RefitResult:
+    """One refit, start to verdict (runs on the worker; never raises)."""
+    start = time.perf_counter()
+    try:
+        n_window = X.shape[0]
+        X, preq, back = _sample(settings, X, preq, keep, rule, current.covariance_type, seed)
+        n_hold = max(1, int(X.shape[0] * settings.holdout_fraction))
+        train, hold = X[:-n_hold], X[-n_hold:]
+        model = fit_candidate(train, current, settings.n_init, settings.reg_covar, seed,
+                              settings.k_range, support_events=X.shape[0])
+        # The held-out events are cleaned of flagged ones (but for a recurring
+        # group taken back): a plain mean, so that a candidate losing a small
+        # legitimate mode pays for it.
+        cand = float(model.score_samples(hold).mean())
+        hold_preq = preq[-n_hold:]
+        if np.all(np.isfinite(hold_preq)):
+            cur = float(hold_preq.mean())
+        else:  # restored from a state without prequential scores
+            cur = float(current.e_step(hold)[0].mean())
+        outcome = "accepted" if cand > cur + settings.min_gain else "rejected"
+        # The window's events are consecutive, the newest numbered ``seq``.
+        return RefitResult(outcome, time.perf_counter() - start, seq, model, cand, cur,
+                           taken_back=seq - (n_window - 1 - back))
+    except Exception as exc:  # a failed refit must never stop the stream
+        log.warning("refit failed: %s", exc, exc_info=True)
+        return RefitResult("failed", time.perf_counter() - start, seq, error=str(exc))
+
+
+def _worker_ready() -> bool:
+    """A no-op a new worker runs once it has imported this module."""
+    return True
+
+
 class Refitter:
-    """Runs one refit at a time on a worker thread; ``poll`` hands back finished results."""
+    """Runs one refit at a time on a worker (thread or process); ``poll`` hands
+    back finished results."""
 
     # How far a refit may move the number of components from the current one.
     K_STEP = 2
+    # Worker processes that may die in a row before refits move to a thread.
+    MAX_BROKEN = 3
 
     def __init__(self, n_init: int = 2, reg_covar: float = 1e-6, holdout_fraction: float = 0.2,
                  k_range: tuple[int, int] = (1, 8), random_state: int | None = None,
-                 min_gain: float = 0.0):
+                 min_gain: float = 0.0, worker: str = "thread"):
+        if worker not in WORKERS:
+            raise ValueError(f"refit_worker: expected one of {', '.join(WORKERS)}, "
+                             f"got {worker!r}")
         self.n_init = n_init
         self.reg_covar = reg_covar
         self.holdout_fraction = holdout_fraction
         self.k_range = k_range
         self.min_gain = min_gain
+        self.worker = worker
         self._seed = 0 if random_state is None else int(random_state)
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: Executor | None = None
         self._future: Future | None = None
+        self._submitted_seq = -1
+        self._submitted_at = 0.0
+        self._broken = 0
 
     def local_range(self, k_now: int) -> tuple[int, int]:
         """The numbers of components a refit tries: within two of the current one.
@@ -112,6 +202,52 @@ class Refitter:
     @property
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()
+
+    def _start_executor(self) -> Executor:
+        if self._executor is None:
+            if self.worker == "process":
+                # One long-lived worker: the interpreter and numpy start once.
+                self._executor = ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"))
+            else:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
+        return self._executor
+
+    def start(self, timeout: float | None = 60.0) -> None:
+        """Start the worker now rather than at the first refit (a worker
+        process then imports numpy and streamgmm, about a second)."""
+        self._submit(_worker_ready).result(timeout)
+
+    def _submit(self, *job) -> Future:
+        """Hand ``job`` to the worker, replacing a worker process that died
+        while idle, or moving to a thread when no process can be started."""
+        for _ in range(self.MAX_BROKEN):
+            try:
+                return self._start_executor().submit(*job)
+            except BrokenProcessPool as exc:  # its worker died while idle
+                self._died(exc)
+            except Exception as exc:
+                if self.worker != "process":
+                    raise
+                # No process can be started here (no /dev/shm for its queue, a
+                # process limit): refits move to a thread rather than stop.
+                log.error("refit worker process could not start (%r); refits run on a "
+                          "thread from now on", exc)
+                self._discard_executor()
+                self.worker = "thread"
+        return self._start_executor().submit(*job)
+
+    def _died(self, exc: BaseException) -> None:
+        """A worker process died (killed, out of memory): the next job gets a new
+        one, and after ``MAX_BROKEN`` deaths in a row, a thread."""
+        self._discard_executor()
+        self._broken += 1
+        if self.worker == "process" and self._broken >= self.MAX_BROKEN:
+            log.error("refit worker process died %d times in a row (last: %r); refits run "
+                      "on a thread from now on", self._broken, exc)
+            self.worker = "thread"
+        else:
+            log.warning("refit worker died: %r; the next refit starts a new one", exc)
 
     def submit(self, X: np.ndarray, preq: np.ndarray, current: MixtureParams,
                snapshot_seq: int, keep: np.ndarray | None = None,
@@ -129,69 +265,54 @@ class Refitter:
         """
         if self._future is not None:
             return False
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
         self._seed += 1
-        self._future = self._executor.submit(
-            self._run, X, preq, current.copy(), snapshot_seq, self._seed, keep, rule)
+        settings = RefitSettings(self.n_init, self.reg_covar, self.holdout_fraction,
+                                 self.local_range(current.means.shape[0]), self.min_gain)
+        self._submitted_seq, self._submitted_at = snapshot_seq, time.perf_counter()
+        job = (run_refit, settings, X, preq, current.copy(), snapshot_seq, self._seed, keep, rule)
+        self._future = self._submit(*job)
         return True
 
-    def _sample(self, X: np.ndarray, preq: np.ndarray, keep: np.ndarray | None,
-                rule: GroupRule | None, covariance_type: str, seed: int):
-        """The refit sample: the cleaned events and the recurring groups taken
-        back, and the window positions of those taken back."""
-        none = np.empty(0, dtype=np.int64)
-        if keep is None:
-            return X, preq, none
-        use = keep.copy()
-        held = np.flatnonzero(~keep)
-        back = none
-        if rule is not None and held.size:
-            tenth = (np.arange(X.shape[0]) * 10) // X.shape[0]
-            back = held[recurring_groups(X[held], tenth[held], rule, covariance_type,
-                                         self.reg_covar, seed)]
-            use[back] = True
-        return X[use], preq[use], back
-
-    def _run(self, X: np.ndarray, preq: np.ndarray, current: MixtureParams, seq: int,
-             seed: int, keep: np.ndarray | None = None,
-             rule: GroupRule | None = None) -> RefitResult:
-        start = time.perf_counter()
+    def _result(self, timeout: float | None = None) -> RefitResult:
         try:
-            n_window = X.shape[0]
-            X, preq, back = self._sample(X, preq, keep, rule, current.covariance_type, seed)
-            n_hold = max(1, int(X.shape[0] * self.holdout_fraction))
-            train, hold = X[:-n_hold], X[-n_hold:]
-            model = fit_candidate(train, current, self.n_init, self.reg_covar, seed,
-                                  self.local_range(current.means.shape[0]),
-                                  support_events=X.shape[0])
-            # The held-out events are cleaned of flagged ones (but for a recurring
-            # group taken back): a plain mean, so that a candidate losing a small
-            # legitimate mode pays for it.
-            cand = float(model.score_samples(hold).mean())
-            hold_preq = preq[-n_hold:]
-            if np.all(np.isfinite(hold_preq)):
-                cur = float(hold_preq.mean())
-            else:  # restored from a state without prequential scores
-                cur = float(current.e_step(hold)[0].mean())
-            outcome = "accepted" if cand > cur + self.min_gain else "rejected"
-            # The window's events are consecutive, the newest numbered ``seq``.
-            return RefitResult(outcome, time.perf_counter() - start, seq, model, cand, cur,
-                               taken_back=seq - (n_window - 1 - back))
-        except Exception as exc:  # a failed refit must never stop the stream
-            log.warning("refit failed: %s", exc, exc_info=True)
-            return RefitResult("failed", time.perf_counter() - start, seq, error=str(exc))
+            result = self._future.result(timeout)
+        except FutureTimeout:
+            raise
+        except Exception as exc:  # the worker died mid-refit: the refit failed
+            self._died(exc)
+            return RefitResult("failed", time.perf_counter() - self._submitted_at,
+                               self._submitted_seq, error=repr(exc))
+        self._broken = 0
+        return result
 
-    def poll(self, wait: bool = False) -> RefitResult | None:
-        """The finished refit's result (once), or None while none is ready."""
+    def poll(self, wait: bool = False, timeout: float | None = None) -> RefitResult | None:
+        """The finished refit's result (once), or None while none is ready.
+
+        ``wait`` blocks until the running refit finishes (at most ``timeout``
+        seconds, then TimeoutError)."""
         if self._future is None or (not wait and not self._future.done()):
             return None
-        result = self._future.result()
+        result = self._result(timeout if wait else None)
         self._future = None
         return result
 
-    def close(self) -> None:
+    def _discard_executor(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+    def close(self) -> None:
+        """Stop the worker; a refit in flight is abandoned. A worker process
+        busy with one is terminated: the interpreter's exit would otherwise
+        wait for the refit to finish (seconds on a big window), past a
+        container's grace period."""
+        processes = []
+        if self.busy and isinstance(self._executor, ProcessPoolExecutor):
+            # ProcessPoolExecutor has no public way to stop a running task
+            # before Python 3.14 (terminate_workers); its processes are here,
+            # until shutdown forgets them.
+            processes = list((getattr(self._executor, "_processes", None) or {}).values())
+        self._discard_executor()
         self._future = None
+        for process in processes:
+            process.terminate()

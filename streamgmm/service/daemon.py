@@ -221,7 +221,7 @@ class _Daemon:
                 raise _Startup(str(exc)) from exc
             if ckpt is not None:
                 self.detector = AnomalyDetector.from_state_arrays(
-                    ckpt.arrays, **_detector_params(cfg, names))
+                    ckpt.arrays, **AnomalyDetector.config_params(cfg.detector, names))
                 offsets = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("offsets", [])}
                 log.info("restored checkpoint %s: %d events learned, offsets %s", ckpt.path,
                          int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets))
@@ -518,24 +518,3 @@ def _show_offsets(offsets: dict[TP, int]) -> str:
     return ", ".join(f"{t}/{p}={o}" for (t, p), o in sorted(offsets.items()))
 
 
-def _detector_params(config: Config, feature_names: list[str]) -> dict[str, Any]:
-    """AnomalyDetector's keyword arguments from the ``detector`` section (as ``from_config``)."""
-    d = config.detector
-    select = d.refit.select_k
-    return {
-        "n_components": d.n_components,
-        "covariance_type": d.covariance_type,
-        "contamination": d.contamination,
-        "window": d.window,
-        "warmup": d.warmup,
-        "mode": d.mode,
-        "learn_from_anomalies": d.learn_from_anomalies,
-        "refit_every": d.refit.every_events,
-        "refit_seconds": d.refit.every_seconds,
-        "refit_n_init": d.refit.n_init,
-        "refit_enabled": d.refit.enabled,
-        "select_k": (select.min, select.max) if select.enabled else None,
-        "random_state": d.random_state,
-        "feature_names": list(feature_names),
-        "top_features": min(d.top_features, len(feature_names) or d.top_features),
-    }

@@ -394,6 +394,12 @@ class RefitConfig:
         min=0,
         max=1,
     )
+    worker: Literal["thread", "process"] = option(
+        "process",
+        help="Where refits run: a process of its own (spawned once, so a refit never competes "
+        "with the stream for the interpreter) or a thread of the daemon's (no extra process; "
+        "batches take up to about twice as long while a refit runs).",
+    )
     select_k: SelectKConfig = option(help="Choice of n_components by BIC.", factory=SelectKConfig)
 
 

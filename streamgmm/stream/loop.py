@@ -357,6 +357,8 @@ class ConsumerLoop:
             self._mark_iteration()
             if records:
                 flight.append(self._begin(records))
+            else:
+                self._apply_quiet_refit()
             flight, _ = self._advance(flight, keep=1 if records else 0)
             self._maybe_checkpoint()
             self._maybe_progress()
@@ -642,7 +644,7 @@ class ConsumerLoop:
             self.health.set_model_ready(bool(self.detector.ready))
 
     def _publish_metrics(self, records, out: _Outcome, ok: bool, seconds: float) -> None:
-        m, det = self.metrics, self.detector
+        m = self.metrics
         m.observe_batch(
             n_consumed=len(records),
             n_scored=out.n_scored,
@@ -656,15 +658,30 @@ class ConsumerLoop:
         if ok:
             m.dead_letters.inc(out.n_dead)
             m.alerts_published.inc(out.n_alerts)
+        self._publish_model()
+        m.set_lag(self.source.lag())
+
+    def _publish_model(self) -> None:
+        det = self.detector
         if det.ready:
-            m.observe_model(
+            self.metrics.observe_model(
                 self.model_version,
                 np.asarray(det.weights, dtype=float).tolist(),
                 _float_or_none(det.threshold_value),
                 _float_or_none(det.mean_score),
             )
         self._publish_refits()
-        m.set_lag(self.source.lag())
+
+    def _apply_quiet_refit(self) -> None:
+        """Swap in a refit that finished after the last batch: on a quiet
+        stream there is no next batch to do it, and the model, its metrics and
+        the next checkpoint would lag behind until traffic resumes."""
+        if not self.detector.apply_finished_refit():
+            return
+        self.model_version = int(self.detector.model_version)
+        self._dirty = True
+        if self.metrics is not None:
+            self._publish_model()
 
     def _publish_refits(self) -> None:
         stats = getattr(self.detector, "refit_stats", None) or {}

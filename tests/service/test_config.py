@@ -455,3 +455,17 @@ def test_env_overrides_are_relative_to_the_validated_class():
         FeaturesConfig, {"fields": [{"name": "a"}]}, env={"STREAMGMM__MAX_MESSAGE_BYTES": "10"}
     )
     assert features.max_message_bytes == 10
+
+
+def test_refit_worker_is_a_process_unless_told_and_reaches_the_detector():
+    from streamgmm.detect.detector import AnomalyDetector
+
+    config = from_dict(Config, MINIMAL)
+    assert config.detector.refit.worker == "process"
+    params = AnomalyDetector.config_params(config.detector, ["amount"])
+    # The same arguments build a fresh detector and a restored one (checkpoints).
+    assert params["refit_worker"] == "process" and params["refit_max_duty"] == 0.25
+    data = with_(MINIMAL, "detector", refit={"worker": "thread"})
+    assert from_dict(Config, data).detector.refit.worker == "thread"
+    assert problems_of(with_(MINIMAL, "detector", refit={"worker": "fork"})) == [
+        "detector.refit.worker: expected one of 'thread', 'process', got \"fork\""]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -394,3 +395,49 @@ def test_a_partition_processed_elsewhere_meanwhile_goes_on_from_the_committed_of
     loop.on_revoke([(TOPIC, 0)])
     loop.on_assign([(TOPIC, 0)])
     assert loop.learned[(TOPIC, 0)] == 20
+
+
+class QuietSource(ScriptedSource):
+    """Its records, then a quiet spell of empty polls (releasing ``quiet`` at
+    the first), then exhausted."""
+
+    def __init__(self, *args, quiet_polls: int = 200, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.quiet = threading.Event()
+        self.quiet_polls = quiet_polls
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        out = super().poll(timeout_s)
+        if not out:
+            self.quiet.set()
+            self.quiet_polls -= 1
+            self.exhausted = self.quiet_polls <= 0
+            time.sleep(0.005)
+        return out
+
+
+def test_a_refit_that_finishes_on_a_quiet_stream_is_applied(tmp_path, monkeypatch):
+    # The refit is held until the stream has gone quiet: no batch comes after
+    # it, so only the loop's quiet-time check can swap it in.
+    from streamgmm.detect import refit as refit_module
+
+    source = QuietSource(events(400))
+    real = refit_module.fit_candidate
+
+    def after_the_stream(*args, **kwargs):
+        assert source.quiet.wait(30), "the stream never went quiet"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(refit_module, "fit_candidate", after_the_stream)
+    det = AnomalyDetector(n_components=1, covariance_type="diag", contamination=0.05,
+                          window=200, warmup=60, refit_every=100_000, random_state=0,
+                          feature_names=["a", "b"], top_features=2)
+    loop = make_loop(source, tmp_path, det=det)
+    loop.run(threading.Event())
+    det.close()
+    counts = det.refit_counts
+    assert sum(counts.values()) == 1 and counts["failed"] == 0, counts
+    registry = loop.metrics.registry
+    outcome = "accepted" if counts["accepted"] else "rejected"
+    assert registry.get_sample_value("streamgmm_refits_total", {"outcome": outcome}) == 1
+    assert loop.model_version == det.model_version

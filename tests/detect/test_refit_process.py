@@ -1,0 +1,190 @@
+"""Refits on a worker process: same results as on a thread, the stream never
+waits for them, and a worker that dies or cannot start does not stop refits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from streamgmm.detect import refit as refit_module
+from streamgmm.detect.detector import AnomalyDetector
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _stream(n: int, seed: int = 0, d: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0] * d, [5.0] * d])
+    X = centres[rng.integers(0, 2, n)] + rng.normal(size=(n, d))
+    X[::50] += 8.0  # some outliers for the cleaning to remove
+    return X
+
+
+def _detector(**kw) -> AnomalyDetector:
+    params = dict(warmup=300, window=1000, refit_every=500, random_state=0)
+    params.update(kw)
+    return AnomalyDetector(**params)
+
+
+def _run(det: AnomalyDetector, X: np.ndarray, batch: int = 250) -> list[np.ndarray]:
+    scores = []
+    for i in range(0, X.shape[0], batch):
+        scores.append(det.process(X[i:i + batch]).score)
+        det.wait_for_refit(timeout=60)
+    return scores
+
+
+def _worker_pid(det: AnomalyDetector) -> int:
+    det._refitter.start()
+    (pid,) = det._refitter._executor._processes.keys()
+    return pid
+
+
+def test_a_process_refits_as_a_thread_does():
+    X = _stream(4000)
+    thread, process = _detector(), _detector(refit_worker="process")
+    try:
+        a, b = _run(thread, X), _run(process, X)
+    finally:
+        thread.close()
+        process.close()
+    assert process.refit_counts == thread.refit_counts
+    assert sum(process.refit_counts.values()) >= 5 and process.refit_counts["failed"] == 0
+    np.testing.assert_array_equal(np.concatenate(b), np.concatenate(a))
+    np.testing.assert_array_equal(process.model.means_, thread.model.means_)
+    assert process._refitter.worker == "process"
+
+
+def test_process_returns_while_a_process_refit_runs():
+    # A refit over a big window takes long enough to watch batches go by.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40_000, 6))
+    det = AnomalyDetector(n_components=6, warmup=2000, window=30_000, refit_every=10_000,
+                          refit_n_init=3, random_state=0, refit_worker="process")
+    try:
+        det._refitter.start()
+        det.process(X[:2000])  # the warm-up
+        det.process(X[2000:30_000])  # a refit is due at the end of this batch
+        assert det._refitter.busy
+        i, during = 30_000, 0
+        while det._refitter.busy and i < X.shape[0]:
+            out = det.process(X[i:i + 100])
+            assert np.isfinite(out.score).all()
+            i += 100
+            during += 1
+        assert during >= 3, "no batch went through while the refit ran"
+        det.wait_for_refit(timeout=60)
+        assert sum(det.refit_counts.values()) >= 1
+    finally:
+        det.close()
+
+
+def test_a_worker_killed_while_idle_is_replaced(caplog):
+    det = _detector(refit_worker="process")
+    X = _stream(3000, seed=2)
+    try:
+        os.kill(_worker_pid(det), signal.SIGKILL)
+        time.sleep(0.5)
+        with caplog.at_level(logging.WARNING, logger="streamgmm.detect.refit"):
+            _run(det, X)
+        counts = det.refit_counts
+        assert counts["failed"] == 0 and counts["accepted"] + counts["rejected"] >= 3, counts
+        assert det._refitter.worker == "process"
+        assert any("refit worker died" in r.getMessage() for r in caplog.records)
+    finally:
+        det.close()
+
+
+def test_a_worker_killed_mid_refit_fails_that_refit_only(caplog):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60_000, 6))
+    det = AnomalyDetector(n_components=6, warmup=2000, window=30_000, refit_every=10_000,
+                          refit_n_init=3, random_state=0, refit_worker="process")
+    try:
+        pid = _worker_pid(det)
+        det.process(X[:2000])
+        det.process(X[2000:30_000])
+        assert det._refitter.busy
+        with caplog.at_level(logging.WARNING, logger="streamgmm.detect.refit"):
+            os.kill(pid, signal.SIGKILL)
+            det.wait_for_refit(timeout=60)
+        assert det.refit_counts["failed"] == 1
+        assert "died" in caplog.text
+        for i in range(30_000, 60_000, 5000):  # refits go on, on a new worker
+            det.process(X[i:i + 5000])
+            det.wait_for_refit(timeout=60)
+        assert det.refit_counts["accepted"] + det.refit_counts["rejected"] >= 2
+        assert det._refitter.worker == "process"
+    finally:
+        det.close()
+
+
+def test_workers_that_keep_dying_hand_refits_to_a_thread(caplog):
+    det = _detector(refit_worker="process")
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamgmm.detect.refit"):
+            for _ in range(refit_module.Refitter.MAX_BROKEN):
+                os.kill(_worker_pid(det), signal.SIGKILL)
+                time.sleep(0.3)
+            _run(det, _stream(2000, seed=3))
+        assert det._refitter.worker == "thread"
+        counts = det.refit_counts
+        assert counts["failed"] == 0 and counts["accepted"] + counts["rejected"] >= 2, counts
+        assert f"died {refit_module.Refitter.MAX_BROKEN} times in a row" in caplog.text
+    finally:
+        det.close()
+
+
+def test_no_process_can_start_so_refits_run_on_a_thread(monkeypatch, caplog):
+    class NoProcesses:
+        def __init__(self, *args, **kwargs):
+            raise OSError(38, "Function not implemented: no /dev/shm")
+
+    monkeypatch.setattr(refit_module, "ProcessPoolExecutor", NoProcesses)
+    det = _detector(refit_worker="process")
+    try:
+        with caplog.at_level(logging.ERROR, logger="streamgmm.detect.refit"):
+            _run(det, _stream(2000, seed=4))
+        assert det.refit_counts["failed"] == 0
+        assert det.refit_counts["accepted"] + det.refit_counts["rejected"] >= 2
+        assert det._refitter.worker == "thread"
+        assert any("could not start" in r.getMessage() and "no /dev/shm" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        det.close()
+
+
+def test_an_unknown_worker_is_refused():
+    with pytest.raises(ValueError, match="refit_worker: .*'fork'"):
+        AnomalyDetector(refit_worker="fork")
+
+
+def test_close_stops_a_worker_busy_with_a_refit():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(40_000, 8))
+    # About 7 s of refit (0.35 s per fresh start), far longer than close may take.
+    det = AnomalyDetector(n_components=8, warmup=2000, window=38_000, refit_every=10_000,
+                          refit_n_init=20, random_state=0, refit_worker="process")
+    pid = _worker_pid(det)
+    det.process(X[:2000])
+    det.process(X[2000:])
+    assert det._refitter.busy
+    start = time.monotonic()
+    det.close()
+    while time.monotonic() - start < 1.5:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        # A terminated child stays a zombie until reaped; its state says so.
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the worker process outlived close() by 1.5 s")
