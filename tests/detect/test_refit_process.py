@@ -39,6 +39,15 @@ def _run(det: AnomalyDetector, X: np.ndarray, batch: int = 250) -> list[np.ndarr
     return scores
 
 
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited: reaped, or a zombie waiting to be."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):  # reaped (even while reading)
+        return True
+
+
 def _worker_pid(det: AnomalyDetector) -> int:
     det._refitter.start()
     (pid,) = det._refitter._executor._processes.keys()
@@ -177,14 +186,8 @@ def test_close_stops_a_worker_busy_with_a_refit():
     start = time.monotonic()
     det.close()
     while time.monotonic() - start < 1.5:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _gone(pid):
             break
-        # A terminated child stays a zombie until reaped; its state says so.
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().split(")")[-1].split()[0] == "Z":
-                break
         time.sleep(0.05)
     else:
         pytest.fail("the worker process outlived close() by 1.5 s")
