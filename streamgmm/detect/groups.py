@@ -147,8 +147,9 @@ def recurring_groups(H: np.ndarray, tenth: np.ndarray, rule: GroupRule, covarian
     component of its own rather than joining a group. A group is kept when it
     has the events a component needs (``supported``), is no tighter than
     ``rule.ratio`` times the typical component's standard deviation (tighter is
-    a dense attack cluster) and no wider than it (wider is scattered outliers
-    and the tails of the modes the model has), and appears in ``RECUR_SHARE``
+    a dense attack cluster) and no wider than it, within the sampling error of
+    the group's own estimate (wider is scattered outliers and the tails of the
+    modes the model has), and appears in ``RECUR_SHARE``
     of the window's tenths (bunched in time is a burst).
     """
     n, d = H.shape
@@ -167,7 +168,13 @@ def recurring_groups(H: np.ndarray, tenth: np.ndarray, rule: GroupRule, covarian
     low = rule.typical - 2.0 * np.log(rule.ratio)
     for j in range(model.weights_.shape[0]):
         members = label == j
-        if (members.sum() >= need and low <= spread[j] <= rule.typical
+        m = int(members.sum())
+        # No wider than the typical component, up to twice the sampling error
+        # of the group's own log-variance per feature, sqrt(2 / m): a mode as
+        # wide as the others is on that bound, and would be refused half the
+        # time. The held-out tails of the modes the model has sit well above it.
+        high = rule.typical + 2.0 * np.sqrt(2.0 / max(m, 1))
+        if (m >= need and low <= spread[j] <= high
                 and np.unique(tenth[members]).size >= RECUR_SHARE * 10):
             keep |= members
     return keep

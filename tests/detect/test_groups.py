@@ -25,6 +25,26 @@ def test_a_recurring_group_like_a_mode_is_taken_back():
     assert _take_back(H, _spread_over_time(60, rng)).all()
 
 
+def test_a_mode_as_wide_as_the_typical_one_is_taken_back_despite_sampling_noise():
+    # Its estimated spread falls either side of the typical one; a bound at
+    # the typical spread itself refused it about half the time.
+    taken = 0
+    for seed in range(20):
+        rng = np.random.default_rng(100 + seed)
+        H = np.array([8.0, -3, 8]) + rng.normal(0, 1.0, (80, D))
+        taken += _take_back(H, _spread_over_time(80, rng)).all()
+    assert taken == 20
+
+
+def test_the_held_out_tails_of_a_modelled_mode_are_not():
+    # Events of a unit-sd mode beyond its 98th percentile of distance: a shell
+    # wider than the mode, which a refit must leave out.
+    rng = np.random.default_rng(6)
+    Z = rng.normal(0, 1, (20_000, D))
+    tails = Z[np.einsum("ij,ij->i", Z, Z) > 9.84][:120]  # chi2(3) 98th percentile
+    assert not _take_back(tails, _spread_over_time(tails.shape[0], rng)).any()
+
+
 def test_a_dense_cluster_of_near_identical_events_is_not():
     rng = np.random.default_rng(1)
     H = np.array([-4.0, 7, -3]) + rng.normal(0, 1e-3, (60, D))
