@@ -280,10 +280,20 @@ class TansuBroker:
             )
 
     def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): sockets stay open, nothing answers."""
+        """Freeze the broker (SIGSTOP): sockets stay open, nothing answers.
+
+        Returns once the process is stopped: the signal is delivered
+        asynchronously, and a broker still running for a moment after
+        ``kill`` returned would answer a request the caller meant it to miss.
+        """
         if self._proc is not None and not self._paused:
             os.kill(self._proc.pid, signal.SIGSTOP)
             self._paused = True
+            deadline = time.monotonic() + 5.0
+            while not _stopped(self._proc.pid):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"tansu (pid {self._proc.pid}) did not stop")
+                time.sleep(0.005)
 
     def resume(self) -> None:
         """Unfreeze a paused broker (SIGCONT)."""
@@ -316,3 +326,21 @@ class TansuBroker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (T in /proc); True where /proc
+    cannot tell (no such process, no /proc)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                state = f.read().rsplit(")", 1)[-1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread is gone
+        if state not in ("T", "t", "Z", "X"):
+            return False
+    return True

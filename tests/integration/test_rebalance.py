@@ -63,8 +63,13 @@ def test_two_replicas_split_the_partitions_and_a_killed_one_hands_over_without_l
         killed_at = time.monotonic()
         producer.join(30)
         assert stream.n == 2100
-        wait_for(lambda: set(stream.ids) <= set(a.audited()) | set(b.audited()), 60,
-                 "every event processed by A or B", a)
+        try:
+            wait_for(lambda: set(stream.ids) <= set(a.audited()) | set(b.audited()), 60,
+                     "every event processed by A or B", a)
+        except AssertionError as exc:  # say which events, and what B did last
+            missing = sorted(set(stream.ids) - set(a.audited()) - set(b.audited()))
+            raise AssertionError(f"{exc}\nmissing {len(missing)}: {missing[:20]}\n"
+                                 f"B's log:\n{b.tail()}") from None
         handover_s = time.monotonic() - killed_at
         code, seconds = a.stop()
     finally:
