@@ -477,12 +477,18 @@ class _Child:
         # Block briefly only while the buffer is empty; then take what is buffered.
         wait = 0.0 if self.n_gathered else _SLICE_S
         want = min(self.capacity - self.n_gathered, _SLICE_RECORDS)
+        seen = len(self.events)
         try:
             got = self.source.poll_columns(wait, max_records=want)
         except Exception as exc:  # noqa: BLE001 - the next poll request raises it
             self.error = exc
             return
-        revoked = {tp for kind, tps in self.events if kind == "revoke" for tp in tps}
+        # A partition revoked during this poll: what was gathered of it before is
+        # stale. Only this poll's revocations count: events wait here until a
+        # batch carries them, and records gathered in an earlier slice after
+        # the partition came back (an eager rebalance revokes and reassigns)
+        # are the new position's; dropping them again lost them for good.
+        revoked = {tp for kind, tps in self.events[seen:] if kind == "revoke" for tp in tps}
         if revoked:
             self.drop(revoked)
         self.chunks.extend(got)

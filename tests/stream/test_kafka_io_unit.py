@@ -140,3 +140,43 @@ def test_listener_only_queues_events_as_plain_tuples():
         ("revoke", []),
     ]
     assert all(type(tp) is tuple for _, tps in events for tp in tps)
+
+
+def _chunk(partition: int, offsets: list[int]):
+    n = len(offsets)
+    return ("events", partition, offsets, [None] * n, [b"v"] * n, [None] * n, [()] * n)
+
+
+def test_the_consumer_process_keeps_records_read_after_a_partition_came_back():
+    # The child reads slices while the daemon works; rebalance events wait in
+    # it until a batch carries them. A revocation drops what was gathered of
+    # the partition before it, once: records of the partition read after it
+    # was assigned again (in the same poll or a later slice) are the new
+    # position's and must reach the daemon (dropping them again lost a
+    # batch's share of a partition in a two-member handover).
+    from streamgmm.stream.kafka_process import _Child
+
+    child = _Child.__new__(_Child)
+    child.events, child.chunks, child.n_gathered = [], [], 0
+    child.capacity, child.error, child.drained = 100, None, False
+
+    class Slices:
+        def __init__(self):
+            self.calls = 0
+
+        def poll_columns(self, wait, max_records):
+            self.calls += 1
+            if self.calls == 1:
+                return [_chunk(3, [200, 201])]  # before the rebalance
+            if self.calls == 2:  # an eager rebalance: 3 revoked and assigned back
+                child.events.extend([("revoke", [("events", 3)]),
+                                     ("assign", [("events", 3)])])
+                return [_chunk(3, [195, 196])]  # from the committed offset
+            return [_chunk(3, [197])]
+
+    child.source = Slices()
+    for _ in range(3):
+        child.read_slice()
+    offsets = [o for c in child.chunks for o in c[2]]
+    assert offsets == [195, 196, 197]  # the stale 200-201 gone, nothing else
+    assert child.n_gathered == 3
