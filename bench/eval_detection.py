@@ -65,22 +65,28 @@ DATASETS = {"http": "16_http", "smtp": "34_smtp", "shuttle": "32_shuttle",
 METHODS = ("streamgmm", "hst", "naive")
 
 
-def run_streamgmm(X: np.ndarray, batch: int, wait: bool = False) -> np.ndarray:
-    """Anomaly scores (higher = more anomalous) from the default AnomalyDetector;
-    ``wait``: apply each refit at the batch after it is due."""
-    det = AnomalyDetector(random_state=0)
-    Z = X  # the detector scales features itself, from its warm-up
-    score = np.empty(X.shape[0])
+def stream_detector(X: np.ndarray, batch: int, wait: bool = False):
+    """The default AnomalyDetector over X in micro-batches: anomaly scores
+    (higher = more anomalous), alert flags and the warm-up length; ``wait``:
+    apply each refit at the batch after it is due."""
+    det = AnomalyDetector(random_state=0)  # it scales features itself, from its warm-up
+    score, flag = np.empty(X.shape[0]), np.zeros(X.shape[0], dtype=bool)
     for i in range(0, X.shape[0], batch):
-        score[i:i + batch] = det.process(Z[i:i + batch]).score
+        out = det.process(X[i:i + batch])
+        score[i:i + batch], flag[i:i + batch] = out.score, out.is_anomaly
         if wait:
             det.wait_for_refit()
     # Warm-up events: scored by the initial model, as process would have.
     unscored = np.isnan(score)
     if det.model is not None and unscored.any():
-        score[unscored] = det.score_samples(Z[unscored])
+        score[unscored] = det.score_samples(X[unscored])
     det.close()
-    return -score
+    return -score, flag, det.warmup
+
+
+def run_streamgmm(X: np.ndarray, batch: int, wait: bool = False) -> np.ndarray:
+    """Anomaly scores (higher = more anomalous) of ``stream_detector``."""
+    return stream_detector(X, batch, wait)[0]
 
 
 def run_hst(X: np.ndarray) -> np.ndarray:

@@ -50,9 +50,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_detection import metrics, run_hst, run_naive  # noqa: E402
+from eval_detection import metrics, run_hst, run_naive, stream_detector  # noqa: E402
 
-from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
 from streamgmm.testing.mixtures import make_mixture, sample_mixture  # noqa: E402
 
 BATCH = 500
@@ -165,25 +164,11 @@ STREAMS = {
 }
 
 
-def run_detector(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Scores (higher = more anomalous), alert flags and the warm-up length."""
-    det = AnomalyDetector(random_state=0)
-    score, flag = np.empty(X.shape[0]), np.zeros(X.shape[0], bool)
-    for i in range(0, X.shape[0], BATCH):
-        out = det.process(X[i:i + BATCH])
-        score[i:i + BATCH], flag[i:i + BATCH] = out.score, out.is_anomaly
-        det.wait_for_refit()
-    unscored = np.isnan(score)
-    score[unscored] = det.score_samples(X[unscored])
-    det.close()
-    return -score, flag, det.warmup
-
-
 def evaluate(name: str, seed: int, order: str, hst: bool) -> dict[str, float]:
     X, y = STREAMS[name](np.random.default_rng(seed))
     idx = np.arange(len(X)) if order == "stored" else np.random.default_rng(0).permutation(len(X))
     X, y = X[idx], y[idx]
-    s, flag, warm = run_detector(X)
+    s, flag, warm = stream_detector(X, BATCH, wait=True)
     after = np.arange(len(X)) >= warm
     out = {"n": len(X), "anom": y.mean(), "ap": metrics(y, s)["ap"],
            "naive": metrics(y, run_naive(X))["ap"],
