@@ -85,5 +85,6 @@ def main() -> None:
     for worker in args.worker.split(","):
         compare(args, worker)
 
+
 if __name__ == "__main__":
     main()

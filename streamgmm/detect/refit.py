@@ -109,8 +109,8 @@ class RefitSettings:
     min_gain: float
 
 
-def _sample(settings: RefitSettings, X: np.ndarray, preq: np.ndarray, keep: np.ndarray | None,
-            rule: GroupRule | None, covariance_type: str, seed: int):
+def _sample(X: np.ndarray, preq: np.ndarray, keep: np.ndarray | None,
+            rule: GroupRule | None, covariance_type: str, reg_covar, seed: int):
     """The refit sample: the cleaned events and the recurring groups taken
     back, and the window positions of those taken back."""
     none = np.empty(0, dtype=np.int64)
@@ -122,7 +122,7 @@ def _sample(settings: RefitSettings, X: np.ndarray, preq: np.ndarray, keep: np.n
     if rule is not None and held.size:
         tenth = (np.arange(X.shape[0]) * 10) // X.shape[0]
         back = held[recurring_groups(X[held], tenth[held], rule, covariance_type,
-                                     settings.reg_covar, seed)]
+                                     reg_covar, seed)]
         use[back] = True
     return X[use], preq[use], back
 
@@ -134,7 +134,8 @@ def run_refit(settings: RefitSettings, X: np.ndarray, preq: np.ndarray, current:
     start = time.perf_counter()
     try:
         n_window = X.shape[0]
-        X, preq, back = _sample(settings, X, preq, keep, rule, current.covariance_type, seed)
+        X, preq, back = _sample(X, preq, keep, rule, current.covariance_type,
+                                settings.reg_covar, seed)
         n_hold = max(1, int(X.shape[0] * settings.holdout_fraction))
         train, hold = X[:-n_hold], X[-n_hold:]
         model = fit_candidate(train, current, settings.n_init, settings.reg_covar, seed,
