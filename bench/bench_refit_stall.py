@@ -4,8 +4,8 @@ Streams the same events through two detectors: one whose refits are due so
 often that one is nearly always in flight (a big window, so each refit takes
 a while), and one with refits off. Prints the median and 95th-percentile time
 per batch of each, counting only the batches during which a refit was running,
-and their ratio (goal: under 2x), for each refit worker: a thread (the
-library's default) and a process (the daemon's).
+and their ratio (goal: under 2x), for each refit worker: a thread and a
+process (the default).
 
 BLAS threads come from the environment, as in the daemon, whose command sets
 one per process (a worker process inherits it; a refit whose BLAS threads

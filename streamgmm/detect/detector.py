@@ -138,14 +138,16 @@ class AnomalyDetector:
         Seconds between refits (0 = never by time).
     refit_n_init : int, default=2
         Fresh initialisations tried at each refit, beside the warm start.
-    refit_worker : {'thread', 'process'}, default='thread'
-        Where refits run. A thread shares the interpreter with ``process``,
-        whose batches then take up to about twice as long while a refit runs
-        (the refit holds the GIL between its numpy calls); a process of its
-        own (started with ``spawn``, kept for the detector's life) costs the
-        stream nothing but handing over the window, and is what the daemon
-        runs. A script that uses it needs an ``if __name__ == "__main__":``
-        guard, since the worker process imports the script's main module.
+    refit_worker : {'process', 'thread'}, default='process'
+        Where refits run. A process of its own (``python -m
+        streamgmm.detect.refit_worker``, started at the first refit and kept for
+        the detector's life; it never imports the caller's script, and what
+        crosses is plain arrays) costs the stream nothing but handing over the
+        window. A thread shares the interpreter with ``process``, whose batches
+        then take up to about twice as long while a refit runs (the refit holds
+        the GIL between its numpy calls). Where no process can be started,
+        refits move to a thread, with an error in the log. ``close()`` stops
+        the worker; so does the end of the interpreter.
     refit_max_duty : float, optional
         Most of the wall-clock time background refits may take: a refit that
         took t seconds is followed by the next no sooner than t / max_duty
@@ -212,7 +214,7 @@ class AnomalyDetector:
         refit_seconds: float = 0.0,
         refit_n_init: int = 2,
         refit_max_duty: float | None = None,
-        refit_worker: str = "thread",
+        refit_worker: str = "process",
         refit_enabled: bool = True,
         select_k: tuple[int, int] = (1, 8),
         reg_covar: float = 1e-2,

@@ -8,31 +8,28 @@ prequential log-density the current model gave them before learning them, so
 neither side is judged on events it was fitted on. The detector swaps models
 only when the candidate wins.
 
-The worker is a thread (the default) or a process of its own. A thread shares
-the interpreter with the stream: the refit's Python-level work holds the GIL
-between numpy calls, and on this machine doubled the time of ``process`` on a
-batch of 500 while a refit ran (``bench/bench_refit_stall.py``). A process
-(started with ``spawn``: the daemon has threads, which ``fork`` must not copy)
-costs the stream nothing but the hand-over of the window; it is what the daemon
-runs. A library caller's script is imported afresh by a spawned process, so it
-needs an ``if __name__ == "__main__":`` guard, which is why the library's
-default stays a thread.
+The worker is a thread or a process of its own (``refit_worker.py``). A
+thread shares the interpreter with the stream: the refit's Python-level work
+holds the GIL between numpy calls, and on this machine doubled the time of
+``process`` on a batch of 500 while a refit ran (``bench/bench_refit_stall.py``).
+A process costs the stream nothing but the hand-over of the window. It is
+started as ``python -m streamgmm.detect.refit_worker`` over a socket pair, so
+it never imports the caller's main module and nothing crossing is pickled.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 import warnings
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamgmm.detect.groups import GroupRule, recurring_groups, select_by_bic
+from streamgmm.detect.refit_worker import PendingJob, WorkerDied, WorkerProcess
 from streamgmm.model.base import ConvergenceWarning
 from streamgmm.model.em import MixtureParams
 from streamgmm.model.gmm import GaussianMixture
@@ -159,7 +156,7 @@ def run_refit(settings: RefitSettings, X: np.ndarray, preq: np.ndarray, current:
 
 
 def _worker_ready() -> bool:
-    """A no-op a new worker runs once it has imported this module."""
+    """A no-op a new worker thread runs (a process answers a ping)."""
     return True
 
 
@@ -174,7 +171,7 @@ class Refitter:
 
     def __init__(self, n_init: int = 2, reg_covar: float = 1e-6, holdout_fraction: float = 0.2,
                  k_range: tuple[int, int] = (1, 8), random_state: int | None = None,
-                 min_gain: float = 0.0, worker: str = "thread"):
+                 min_gain: float = 0.0, worker: str = "process"):
         if worker not in WORKERS:
             raise ValueError(f"refit_worker: expected one of {', '.join(WORKERS)}, "
                              f"got {worker!r}")
@@ -185,8 +182,8 @@ class Refitter:
         self.min_gain = min_gain
         self.worker = worker
         self._seed = 0 if random_state is None else int(random_state)
-        self._executor: Executor | None = None
-        self._future: Future | None = None
+        self._executor: ThreadPoolExecutor | WorkerProcess | None = None
+        self._future: Future | PendingJob | None = None
         self._submitted_seq = -1
         self._submitted_at = 0.0
         self._broken = 0
@@ -204,39 +201,51 @@ class Refitter:
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()
 
-    def _start_executor(self) -> Executor:
+    def _start_executor(self) -> ThreadPoolExecutor | WorkerProcess:
         if self._executor is None:
             if self.worker == "process":
                 # One long-lived worker: the interpreter and numpy start once.
-                self._executor = ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"))
+                self._executor = WorkerProcess()
             else:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
         return self._executor
 
+    @property
+    def worker_pid(self) -> int | None:
+        """The process id of the worker process, None when there is none (yet)."""
+        return self._executor.pid if isinstance(self._executor, WorkerProcess) else None
+
     def start(self, timeout: float | None = 60.0) -> None:
         """Start the worker now rather than at the first refit (a worker
-        process then imports numpy and streamgmm, about a second)."""
-        self._submit(_worker_ready).result(timeout)
+        process then imports numpy and streamgmm, a fraction of a second)."""
+        self._submit(None).result(timeout)
 
-    def _submit(self, *job) -> Future:
+    def _send(self, job: tuple | None) -> Future | PendingJob:
+        """Hand ``job`` (a refit's arguments; None: a ping) to the worker."""
+        executor = self._start_executor()
+        if isinstance(executor, WorkerProcess):
+            return executor.submit(job)
+        return executor.submit(_worker_ready) if job is None else executor.submit(run_refit,
+                                                                                   *job)
+
+    def _submit(self, job: tuple | None) -> Future | PendingJob:
         """Hand ``job`` to the worker, replacing a worker process that died
         while idle, or moving to a thread when no process can be started."""
         for _ in range(self.MAX_BROKEN):
             try:
-                return self._start_executor().submit(*job)
-            except BrokenProcessPool as exc:  # its worker died while idle
+                return self._send(job)
+            except WorkerDied as exc:  # its worker died while idle
                 self._died(exc)
             except Exception as exc:
                 if self.worker != "process":
                     raise
-                # No process can be started here (no /dev/shm for its queue, a
-                # process limit): refits move to a thread rather than stop.
+                # No process can be started here (a process limit, no
+                # interpreter to run): refits move to a thread rather than stop.
                 log.error("refit worker process could not start (%r); refits run on a "
                           "thread from now on", exc)
                 self._discard_executor()
                 self.worker = "thread"
-        return self._start_executor().submit(*job)
+        return self._send(job)
 
     def _died(self, exc: BaseException) -> None:
         """A worker process died (killed, out of memory): the next job gets a new
@@ -244,11 +253,11 @@ class Refitter:
         self._discard_executor()
         self._broken += 1
         if self.worker == "process" and self._broken >= self.MAX_BROKEN:
-            log.error("refit worker process died %d times in a row (last: %r); refits run "
+            log.error("refit worker process died %d times in a row (last: %s); refits run "
                       "on a thread from now on", self._broken, exc)
             self.worker = "thread"
         else:
-            log.warning("refit worker died: %r; the next refit starts a new one", exc)
+            log.warning("refit worker died: %s; the next refit starts a new one", exc)
 
     def submit(self, X: np.ndarray, preq: np.ndarray, current: MixtureParams,
                snapshot_seq: int, keep: np.ndarray | None = None,
@@ -270,8 +279,8 @@ class Refitter:
         settings = RefitSettings(self.n_init, self.reg_covar, self.holdout_fraction,
                                  self.local_range(current.means.shape[0]), self.min_gain)
         self._submitted_seq, self._submitted_at = snapshot_seq, time.perf_counter()
-        job = (run_refit, settings, X, preq, current.copy(), snapshot_seq, self._seed, keep, rule)
-        self._future = self._submit(*job)
+        job = (settings, X, preq, current.copy(), snapshot_seq, self._seed, keep, rule)
+        self._future = self._submit(job)
         return True
 
     def _result(self, timeout: float | None = None) -> RefitResult:
@@ -297,23 +306,16 @@ class Refitter:
         self._future = None
         return result
 
-    def _discard_executor(self) -> None:
-        if self._executor is not None:
+    def _discard_executor(self, kill: bool = False) -> None:
+        if isinstance(self._executor, WorkerProcess):
+            self._executor.close(kill=kill)
+        elif self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._executor = None
 
     def close(self) -> None:
         """Stop the worker; a refit in flight is abandoned. A worker process
-        busy with one is terminated: the interpreter's exit would otherwise
-        wait for the refit to finish (seconds on a big window), past a
-        container's grace period."""
-        processes = []
-        if self.busy and isinstance(self._executor, ProcessPoolExecutor):
-            # ProcessPoolExecutor has no public way to stop a running task
-            # before Python 3.14 (terminate_workers); its processes are here,
-            # until shutdown forgets them.
-            processes = list((getattr(self._executor, "_processes", None) or {}).values())
-        self._discard_executor()
+        busy with one is killed: waiting for the refit to finish (seconds on a
+        big window) could outlast a container's grace period."""
+        self._discard_executor(kill=self.busy)
         self._future = None
-        for process in processes:
-            process.terminate()

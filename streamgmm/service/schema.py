@@ -396,7 +396,7 @@ class RefitConfig:
     )
     worker: Literal["thread", "process"] = option(
         "process",
-        help="Where refits run: a process of its own (spawned once, so a refit never competes "
+        help="Where refits run: a process of its own (started once, so a refit never competes "
         "with the stream for the interpreter) or a thread of the daemon's (no extra process; "
         "batches take up to about twice as long while a refit runs).",
     )

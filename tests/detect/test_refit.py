@@ -1,4 +1,9 @@
-"""Background refits: the stream never waits, outcomes are counted, swaps are safe."""
+"""Background refits: the stream never waits, outcomes are counted, swaps are safe.
+
+These detectors refit on a thread, where the tests can reach into the refit
+(monkeypatch it to block or fail); test_refit_process.py shows the same of the
+default worker process.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pytest
 from streamgmm.detect import refit as refit_module
 from streamgmm.detect.detector import AnomalyDetector
 from streamgmm.model.gmm import GaussianMixture
+from streamgmm.model.online import OnlineGaussianMixture
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,7 +27,8 @@ def _stream(n: int, seed: int = 0, d: int = 3) -> np.ndarray:
 
 
 def _detector(**kw) -> AnomalyDetector:
-    params = dict(n_components=2, warmup=300, window=1000, refit_every=1000, random_state=0)
+    params = dict(n_components=2, warmup=300, window=1000, refit_every=1000, random_state=0,
+                  refit_worker="thread")
     params.update(kw)
     return AnomalyDetector(**params)
 
@@ -107,8 +114,10 @@ def test_an_accepted_swap_rescores_the_window(monkeypatch):
     X = _stream(3000, seed=3)
     X[1000:] *= 1.5
     det.process(X[:1000])
-    # Freeze the online model: the windows still record the stream, only a refit moves.
-    monkeypatch.setattr(det.model, "learn", lambda *args, **kwargs: 0.0)
+    # Freeze every online model, the refitted ones too (a refit that finishes
+    # before the last batch would otherwise learn it): the windows still record
+    # the stream, only a refit moves.
+    monkeypatch.setattr(OnlineGaussianMixture, "learn", lambda *args, **kwargs: 0.0)
     for i in range(1000, 2000, 250):
         det.process(X[i:i + 250])
     det.wait_for_refit(timeout=20)

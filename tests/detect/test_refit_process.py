@@ -3,15 +3,19 @@ waits for them, and a worker that dies or cannot start does not stop refits."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from streamgmm.detect import refit as refit_module
+from streamgmm.detect import refit_worker
 from streamgmm.detect.detector import AnomalyDetector
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,8 +54,7 @@ def _gone(pid: int) -> bool:
 
 def _worker_pid(det: AnomalyDetector) -> int:
     det._refitter.start()
-    (pid,) = det._refitter._executor._processes.keys()
-    return pid
+    return det._refitter.worker_pid
 
 
 def test_a_process_refits_as_a_thread_does():
@@ -152,9 +155,9 @@ def test_workers_that_keep_dying_hand_refits_to_a_thread(caplog):
 def test_no_process_can_start_so_refits_run_on_a_thread(monkeypatch, caplog):
     class NoProcesses:
         def __init__(self, *args, **kwargs):
-            raise OSError(38, "Function not implemented: no /dev/shm")
+            raise OSError(11, "Resource temporarily unavailable: process limit")
 
-    monkeypatch.setattr(refit_module, "ProcessPoolExecutor", NoProcesses)
+    monkeypatch.setattr(refit_module, "WorkerProcess", NoProcesses)
     det = _detector(refit_worker="process")
     try:
         with caplog.at_level(logging.ERROR, logger="streamgmm.detect.refit"):
@@ -162,7 +165,7 @@ def test_no_process_can_start_so_refits_run_on_a_thread(monkeypatch, caplog):
         assert det.refit_counts["failed"] == 0
         assert det.refit_counts["accepted"] + det.refit_counts["rejected"] >= 2
         assert det._refitter.worker == "thread"
-        assert any("could not start" in r.getMessage() and "no /dev/shm" in r.getMessage()
+        assert any("could not start" in r.getMessage() and "process limit" in r.getMessage()
                    for r in caplog.records)
     finally:
         det.close()
@@ -191,3 +194,103 @@ def test_close_stops_a_worker_busy_with_a_refit():
         time.sleep(0.05)
     else:
         pytest.fail("the worker process outlived close() by 1.5 s")
+
+
+SCRIPT = """
+import sys, time
+import numpy as np
+from streamgmm.detect.detector import AnomalyDetector
+
+# No ``if __name__ == "__main__":`` guard: the worker must not import this file.
+rng = np.random.default_rng(0)
+X = rng.normal(size=(3000, 3))
+det = AnomalyDetector(warmup=300, window=1000, refit_every=500, random_state=0)
+for i in range(0, 3000, 250):
+    det.process(X[i:i + 250])
+    det.wait_for_refit(timeout=60)
+print("worker", det._refitter.worker, det._refitter.worker_pid, det.refit_counts, flush=True)
+if sys.argv[1:] == ["linger"]:
+    time.sleep(60)
+det.close()
+"""
+
+
+def _script(tmp_path) -> list[str]:
+    path = tmp_path / "plain_script.py"
+    path.write_text(SCRIPT)
+    return [sys.executable, str(path)]
+
+
+def test_a_script_without_a_main_guard_refits_on_a_worker_process(tmp_path):
+    done = subprocess.run(_script(tmp_path), capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "bootstrapping" not in done.stderr and "could not start" not in done.stderr, \
+        done.stderr
+    words = done.stdout.split()
+    assert words[:2] == ["worker", "process"], done.stdout
+    counts = ast.literal_eval(done.stdout.split(" ", 3)[3])  # the dict the script printed
+    assert counts["failed"] == 0 and counts["accepted"] + counts["rejected"] >= 3, counts
+
+
+def test_the_worker_exits_when_its_detector_is_killed(tmp_path):
+    proc = subprocess.Popen(_script(tmp_path) + ["linger"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("worker process"), line + proc.stderr.read()
+        worker = int(line.split()[2])
+        assert not _gone(worker)
+        proc.kill()  # no close(), no finalizer: only the closed socket tells the worker
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while not _gone(worker):
+            assert time.monotonic() < deadline, "the worker outlived its detector by 10 s"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_jobs_and_results_cross_as_plain_arrays_exactly():
+    from multiprocessing import Pipe
+
+    from streamgmm.detect.groups import GroupRule
+    from streamgmm.detect.refit import RefitSettings, run_refit
+    from streamgmm.model.em import MixtureParams
+    from streamgmm.model.gmm import GaussianMixture
+
+    X = _stream(1200, seed=7)
+    fitted = GaussianMixture(2, random_state=0).fit(X[:600])
+    current = MixtureParams("full", fitted.weights_, fitted.means_, fitted.covariances_,
+                            fitted.precisions_cholesky_)
+    settings = RefitSettings(1, np.full(3, 1e-2), 0.2, (1, 3), 0.0)
+    keep = np.ones(X.shape[0], dtype=bool)
+    keep[::40] = False
+    job = (settings, X, fitted.score_samples(X), current, 1199, 3, keep,
+           GroupRule(-1.0, 5.0, np.full(3, 1e-2)))
+    a, b = Pipe()
+    worker_side = refit_worker.job_from_message(*_cross(a, b, *refit_worker.job_message(job)))
+    for sent, got in zip(job, worker_side, strict=True):
+        if isinstance(sent, np.ndarray):
+            np.testing.assert_array_equal(got, sent)
+    result = run_refit(*job)
+    back = refit_worker.result_from_message(*_cross(b, a, *refit_worker.result_message(result)))
+    assert (back.outcome, back.seconds, back.candidate_score) == \
+        (result.outcome, result.seconds, result.candidate_score)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(back.model, name), getattr(result.model, name))
+    np.testing.assert_array_equal(back.model.score_samples(X), result.model.score_samples(X))
+    np.testing.assert_array_equal(back.taken_back, result.taken_back)
+    # Nothing but numbers crosses, either way.
+    with pytest.raises(TypeError, match="only numeric arrays"):
+        refit_worker.send_message(a, {}, X=np.array([object()]))
+    a.send_bytes(b'{"meta": {}, "arrays": [["X", "|O", [1]]]}')
+    a.send_bytes(b"\0" * 8)
+    with pytest.raises(ValueError, match="non-numeric"):
+        refit_worker.recv_message(b)
+
+
+def _cross(sender, receiver, meta, arrays):
+    refit_worker.send_message(sender, meta, **arrays)
+    return refit_worker.recv_message(receiver)

@@ -1,0 +1,116 @@
+"""Average precision of detector variants on the shared data sets: what each
+part of the default earns, and what a simpler model would get.
+
+Runs ``AnomalyDetector`` with the default parameters and with variants given as
+``name=JSON`` (keyword arguments over the defaults), by the prequential protocol
+of ``eval_detection.py`` (micro-batches of 500, refits applied at the next
+batch, warm-up events scored by the initial model), in stored order and in the
+same seeded shuffle. ``--static`` adds a baseline: one Gaussian (full
+covariance, the detector's scaling and variance floor of 1e-2) fitted on the
+first ``warmup`` events and never updated.
+
+    .venv/bin/python bench/ablate_detection.py [--datasets cardio,shuttle]
+        [--variant 'k1={"n_components": 1}'] [--static]
+
+With no ``--variant`` it runs: one full component, one diagonal component, and
+'auto' with diagonal covariances (the variants behind bench/RESULTS.md's
+reading of the goals).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_detection as ed  # noqa: E402
+
+from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
+
+VARIANTS = {
+    "k1": {"n_components": 1},
+    "k1-diag": {"n_components": 1, "covariance_type": "diag"},
+    "auto-diag": {"covariance_type": "diag"},
+}
+
+
+def stream(X: np.ndarray, batch: int = 500, **params) -> np.ndarray:
+    """Anomaly scores (higher = more anomalous) of one detector over X."""
+    det = AnomalyDetector(random_state=0, **params)
+    score = np.empty(X.shape[0])
+    for i in range(0, X.shape[0], batch):
+        score[i:i + batch] = det.process(X[i:i + batch]).score
+        det.wait_for_refit()
+    unscored = np.isnan(score)
+    if det.model is not None and unscored.any():
+        score[unscored] = det.score_samples(X[unscored])
+    det.close()
+    return -score
+
+
+def static_gaussian(X: np.ndarray, warmup: int = 500) -> np.ndarray:
+    """One Gaussian on the first ``warmup`` events, scaled by their median and MAD."""
+    from scipy.stats import multivariate_normal
+
+    W = X[:warmup]
+    centre = np.median(W, axis=0)
+    scale = 1.4826 * np.median(np.abs(W - centre), axis=0)
+    scale = np.where(scale > 0, scale, W.std(axis=0))
+    scale = np.where(scale > 0, scale, 1.0)
+    Z = (X - centre) / scale
+    cov = np.cov(Z[:warmup].T, bias=True).reshape(X.shape[1], X.shape[1])
+    cov += 1e-2 * np.eye(X.shape[1])
+    return -multivariate_normal(Z[:warmup].mean(axis=0), cov, allow_singular=True).logpdf(Z)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(ed.DATASETS))
+    parser.add_argument("--orders", default="stored,shuffled")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="name=JSON keyword arguments (repeatable)")
+    parser.add_argument("--static", action="store_true",
+                        help="add one Gaussian fitted on the warm-up, never updated")
+    args = parser.parse_args()
+    variants = {"default": {}}
+    for spec in args.variant or []:
+        name, _, params = spec.partition("=")
+        variants[name] = json.loads(params)
+    if not args.variant:
+        variants.update(VARIANTS)
+    names = list(variants) + (["static"] if args.static else [])
+    means: dict[tuple[str, str], list[float]] = {}
+    print(f"{'data set':<13}{'order':<10}" + "".join(f"{n:>11}" for n in names))
+    for dataset in args.datasets.split(","):
+        loaded = ed.load(dataset, None)
+        if loaded is None:
+            print(f"{dataset}: not found under {ed.DATA}, skipped")
+            continue
+        for order in args.orders.split(","):
+            X, y = loaded
+            if order == "shuffled":
+                perm = np.random.default_rng(0).permutation(y.shape[0])
+                X, y = X[perm], y[perm]
+            row = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for name in names:
+                    s = static_gaussian(X) if name == "static" else stream(X, **variants[name])
+                    ap = average_precision_score(y, s)
+                    means.setdefault((order, name), []).append(ap)
+                    row.append(ap)
+            print(f"{dataset:<13}{order:<10}" + "".join(f"{ap:>11.3f}" for ap in row),
+                  flush=True)
+    for order in args.orders.split(","):
+        print(f"{'mean':<13}{order:<10}"
+              + "".join(f"{np.mean(means.get((order, n), [np.nan])):>11.3f}" for n in names))
+
+
+if __name__ == "__main__":
+    main()
