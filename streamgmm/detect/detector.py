@@ -705,6 +705,19 @@ class AnomalyDetector:
             self._apply_refit(result)
             return result is not None
 
+    def start_refit_worker(self, timeout: float = 60.0) -> str:
+        """Start the refit worker now rather than at the first refit, so that a
+        worker process that cannot start shows (and refits move to a thread)
+        before the stream does. Returns where refits run: 'process' or 'thread'."""
+        if self.refit_enabled and self.mode == "anomaly":
+            self._refitter.start(timeout)
+        return self._refitter.worker
+
+    @property
+    def refit_worker_pid(self) -> int | None:
+        """The refit worker process's id; None before it starts or on a thread."""
+        return self._refitter.worker_pid
+
     def wait_for_refit(self, timeout: float | None = None) -> None:
         """Block until a running refit finishes and apply it (for tests and shutdown)."""
         with self._lock:

@@ -217,8 +217,18 @@ class Refitter:
 
     def start(self, timeout: float | None = 60.0) -> None:
         """Start the worker now rather than at the first refit (a worker
-        process then imports numpy and streamgmm, a fraction of a second)."""
-        self._submit(None).result(timeout)
+        process imports numpy and streamgmm, a fraction of a second), so that a
+        worker that cannot start shows at once. A worker that does not answer
+        within ``timeout`` seconds, or dies, is dealt with as one that dies
+        during a refit (replaced at the next refit; a thread after three)."""
+        if self._future is not None:  # a refit is in flight: the worker runs
+            return
+        try:
+            self._submit(None).result(timeout)
+        except FutureTimeout:
+            self._died(WorkerDied(f"the refit worker did not answer within {timeout} s"))
+        except Exception as exc:
+            self._died(exc)
 
     def _send(self, job: tuple | None) -> Future | PendingJob:
         """Hand ``job`` (a refit's arguments; None: a ping) to the worker."""

@@ -294,3 +294,42 @@ def test_jobs_and_results_cross_as_plain_arrays_exactly():
 def _cross(sender, receiver, meta, arrays):
     refit_worker.send_message(sender, meta, **arrays)
     return refit_worker.recv_message(receiver)
+
+
+def test_start_refit_worker_starts_the_process_before_any_event():
+    det = _detector()
+    try:
+        assert det.refit_worker_pid is None  # started lazily otherwise
+        assert det.start_refit_worker() == "process"
+        pid = det.refit_worker_pid
+        assert pid is not None and not _gone(pid)
+        det.start_refit_worker()  # a second call keeps the same worker
+        assert det.refit_worker_pid == pid
+    finally:
+        det.close()
+    deadline = time.monotonic() + 5
+    while not _gone(pid):
+        assert time.monotonic() < deadline, "close() left the idle worker running"
+        time.sleep(0.05)
+    off = _detector(refit_enabled=False)
+    assert off.start_refit_worker() == "process" and off.refit_worker_pid is None
+    off.close()
+
+
+def test_a_worker_that_cannot_run_is_found_at_start_and_refits_move_to_a_thread(
+        monkeypatch, caplog):
+    # An interpreter that exits at once: each start sees its worker die.
+    monkeypatch.setattr(refit_worker.sys, "executable", "/bin/false")
+    det = _detector()
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamgmm.detect.refit"):
+            kinds = [det.start_refit_worker(timeout=20)
+                     for _ in range(refit_module.Refitter.MAX_BROKEN)]
+        assert kinds[:-1] == ["process"] * (len(kinds) - 1) and kinds[-1] == "thread"
+        assert "exit code 1" in caplog.text
+        assert f"died {refit_module.Refitter.MAX_BROKEN} times in a row" in caplog.text
+        _run(det, _stream(2000, seed=8))
+        counts = det.refit_counts
+        assert counts["failed"] == 0 and counts["accepted"] + counts["rejected"] >= 2, counts
+    finally:
+        det.close()

@@ -197,3 +197,26 @@ def test_a_checkpoint_of_other_features_is_refused(tmp_path):
     done = run(["--config", str(cfg)])
     assert done.returncode == 1
     assert b"feature_fingerprint" in done.stderr and b"cannot start" in done.stderr
+
+
+def test_the_daemon_starts_its_refit_worker_at_once_and_stops_it_at_exit(tmp_path):
+    lines, bad, outliers = stream()
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}},
+                 {"sink": "file", "path": str(tmp_path / "alerts.jsonl")},
+                 {"sink": "file", "path": str(tmp_path / "dlq.jsonl")})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["detector"]["refit"] = {"enabled": True, "every_events": 200}
+    doc["logging"] = {"format": "text"}
+    cfg.write_text(yaml.safe_dump(doc))
+    done = run(["--config", str(cfg)])
+    err = done.stderr.decode()
+    assert done.returncode == 0, err[-3000:]
+    started = [line for line in err.splitlines() if "refits run on a worker process (pid" in line]
+    assert started, err[-3000:]
+    # Logged before the source opens: a worker that cannot start shows at once.
+    assert err.index(started[0]) < err.index("streamgmm summary")
+    pid = int(started[0].rsplit("(pid ", 1)[1].rstrip(")"))
+    assert not Path(f"/proc/{pid}").exists() or \
+        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
