@@ -10,7 +10,13 @@ covariance, the detector's scaling and variance floor of 1e-2) fitted on the
 first ``warmup`` events and never updated.
 
     .venv/bin/python bench/ablate_detection.py [--datasets cardio,shuttle]
-        [--variant 'k1={"n_components": 1}'] [--static]
+        [--variant 'k1={"n_components": 1}'] [--static] [--inspect 30000]
+
+``--inspect N`` prints, instead, the default detector's mixture after the first N
+events of each data set and order: each component's weight, its spread (the
+standard deviation per feature, as a ratio to the heaviest component's), how
+many of the N events it holds most (``predict``) and what share of those are
+labelled anomalies.
 
 With no ``--variant`` it runs: one full component, one diagonal component, and
 'auto' with diagonal covariances (the variants behind bench/RESULTS.md's
@@ -69,6 +75,26 @@ def static_gaussian(X: np.ndarray, warmup: int = 500) -> np.ndarray:
     return -multivariate_normal(Z[:warmup].mean(axis=0), cov, allow_singular=True).logpdf(Z)
 
 
+def inspect(X: np.ndarray, y: np.ndarray, n: int, batch: int = 500) -> None:
+    """Print the default detector's components after the first n events."""
+    det = AnomalyDetector(random_state=0)
+    for i in range(0, min(n, X.shape[0]), batch):
+        det.process(X[i:min(i + batch, n)])
+        det.wait_for_refit()
+    m = det.model
+    spread = det._spread_logdet() / m.n_features_in_
+    heaviest = int(np.argmax(m.weights_))
+    label = m.predict(det._scaled(X[:n]))
+    print(f"{'component':>11}{'weight':>8}{'sd ratio':>10}{'events':>8}{'anomalies':>11}"
+          f"{'guarded':>9}")
+    for j in range(m.weights_.shape[0]):
+        members = label == j
+        share = y[:n][members].mean() if members.any() else float("nan")
+        print(f"{j:>11}{m.weights_[j]:>8.3f}{np.exp((spread[j] - spread[heaviest]) / 2):>10.2f}"
+              f"{int(members.sum()):>8}{share:>11.3f}{'yes' if not det._major[j] else '':>9}")
+    det.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(ed.DATASETS))
@@ -77,7 +103,22 @@ def main() -> None:
                         help="name=JSON keyword arguments (repeatable)")
     parser.add_argument("--static", action="store_true",
                         help="add one Gaussian fitted on the warm-up, never updated")
+    parser.add_argument("--inspect", type=int, default=0, metavar="N",
+                        help="print the default mixture after N events instead")
     args = parser.parse_args()
+    if args.inspect:
+        for dataset in args.datasets.split(","):
+            for order in args.orders.split(","):
+                X, y = ed.load(dataset, None)
+                if order == "shuffled":
+                    perm = np.random.default_rng(0).permutation(y.shape[0])
+                    X, y = X[perm], y[perm]
+                print(f"{dataset}, {order} order, after {min(args.inspect, y.shape[0])} events "
+                      f"({100 * y[:args.inspect].mean():.1f} % anomalies):")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    inspect(X, y, args.inspect)
+        return
     variants = {"default": {}}
     for spec in args.variant or []:
         name, _, params = spec.partition("=")

@@ -1,0 +1,36 @@
+"""bench/ablate_detection.py runs on a shared data set and prints what it says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run(*args: str) -> str:
+    return subprocess.run([sys.executable, str(BENCH / "ablate_detection.py"), *args],
+                          capture_output=True, text=True, timeout=300, check=True).stdout
+
+
+def test_variants_and_the_static_baseline_get_an_ap_each(shared_data):
+    out = _run("--datasets", "cardio", "--orders", "shuffled", "--static",
+               "--variant", 'k1={"n_components": 1}')
+    header, row, mean = out.splitlines()[-3:]
+    assert header.split() == ["data", "set", "order", "default", "k1", "static"]
+    assert row.split()[:2] == ["cardio", "shuffled"]
+    aps = [float(x) for x in row.split()[2:]]
+    assert len(aps) == 3 and all(0.0 < ap <= 1.0 for ap in aps)
+    assert mean.split()[:2] == ["mean", "shuffled"]
+
+
+def test_inspect_prints_the_components_and_where_the_anomalies_are(shared_data):
+    out = _run("--datasets", "thyroid", "--orders", "stored", "--inspect", "1500")
+    lines = out.splitlines()
+    assert lines[0].startswith("thyroid, stored order, after 1500 events")
+    rows = [line.split() for line in lines[2:]]
+    assert rows and sum(int(r[3]) for r in rows) == 1500
+    assert abs(sum(float(r[1]) for r in rows) - 1.0) < 1e-6
+    assert all(0.0 <= float(r[4]) <= 1.0 for r in rows)
+
