@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -193,9 +194,17 @@ class PendingJob:
         return self._value
 
 
-def _module_root() -> str:
-    """The directory streamgmm is imported from, for the worker's PYTHONPATH."""
-    return str(Path(__file__).resolve().parents[2])
+def _worker_env() -> dict[str, str]:
+    """The caller's environment, with the directory streamgmm was imported from
+    first on PYTHONPATH unless it is a site directory the interpreter reads
+    anyway (a source checkout run without installing; a site directory put
+    before the standard library could shadow it)."""
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parents[2]
+    sites = site.getsitepackages() + [site.getusersitepackages()]
+    if not any(Path(p).resolve() == root for p in sites if p):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _stop(proc: subprocess.Popen, conn: Connection, kill: bool) -> None:
@@ -215,13 +224,10 @@ class WorkerProcess:
 
     def __init__(self):
         ours, theirs = Pipe(duplex=True)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_module_root(), env.get("PYTHONPATH")) if p)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streamgmm.detect.refit_worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_worker_env())
         except BaseException:
             ours.close()
             raise

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -333,3 +334,14 @@ def test_a_worker_that_cannot_run_is_found_at_start_and_refits_move_to_a_thread(
         assert counts["failed"] == 0 and counts["accepted"] + counts["rejected"] >= 2, counts
     finally:
         det.close()
+
+
+def test_the_worker_finds_streamgmm_without_shadowing_the_standard_library(monkeypatch):
+    root = str(Path(refit_worker.__file__).resolve().parents[2])
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    monkeypatch.setattr(refit_worker.site, "getsitepackages", lambda: ["/usr/lib/python3"])
+    # Run from a source checkout: the checkout goes first.
+    assert refit_worker._worker_env()["PYTHONPATH"] == os.pathsep.join([root, "/somewhere"])
+    # Installed in a site directory: the interpreter finds it there itself.
+    monkeypatch.setattr(refit_worker.site, "getsitepackages", lambda: [root])
+    assert refit_worker._worker_env()["PYTHONPATH"] == "/somewhere"
