@@ -152,27 +152,49 @@ def result_from_message(meta: dict, a: dict[str, np.ndarray]):
 
 # -- the detector's side -----------------------------------------------------
 class PendingJob:
-    """The result of the job a worker is running: ``done()`` and ``result(timeout)``,
-    as a ``concurrent.futures.Future`` has them."""
+    """The job a worker runs: ``done()`` and ``result(timeout)``, as a
+    ``concurrent.futures.Future`` has them.
 
-    def __init__(self, worker: WorkerProcess):
+    The job is sent from a thread of its own, so the caller never waits for the
+    hand-over of the window (nor hangs on a worker that stopped reading).
+    """
+
+    def __init__(self, worker: WorkerProcess, ping: bool, meta: dict, arrays: dict):
         self._worker = worker
+        self._ping = ping
         self._lock = threading.Lock()
         self._finished = False
         self._value = None
         self._error: BaseException | None = None
+        self._send_error: BaseException | None = None
+        self._sender = threading.Thread(target=self._send, args=(meta, arrays),
+                                        name="streamgmm-refit-send", daemon=True)
+        self._sender.start()
+
+    def _send(self, meta: dict, arrays: dict) -> None:
+        try:
+            send_message(self._worker.conn, meta, **arrays)
+        except Exception as exc:  # the worker is gone, or the detector closed
+            self._send_error = exc
+
+    def _died(self, exc: BaseException) -> None:
+        self._error = WorkerDied(f"refit worker process {self._worker.pid} exited "
+                                 f"({self._worker.exit_reason(1.0)})")
+        self._error.__cause__ = exc
 
     def _read_if_ready(self, timeout: float) -> bool:
         with self._lock:
-            if not self._finished and self._worker.conn.poll(timeout):
+            if self._finished:
+                return True
+            if self._send_error is not None:
+                self._died(self._send_error)
+                self._finished = True
+            elif self._worker.conn.poll(timeout):
                 try:
                     meta, arrays = recv_message(self._worker.conn)
-                    self._value = True if self._worker.pinged else \
-                        result_from_message(meta, arrays)
+                    self._value = True if self._ping else result_from_message(meta, arrays)
                 except (EOFError, OSError) as exc:
-                    self._error = WorkerDied(f"refit worker process {self._worker.pid} "
-                                             f"exited ({self._worker.exit_reason(1.0)})")
-                    self._error.__cause__ = exc
+                    self._died(exc)
                 except Exception as exc:  # a reply that does not decode
                     self._error = exc
                 self._finished = True
@@ -235,7 +257,6 @@ class WorkerProcess:
             theirs.close()
         self.conn = ours
         self.pid = self.proc.pid
-        self.pinged = False
         self._pending: PendingJob | None = None
         # A detector dropped without close() (or the interpreter exiting) still
         # stops its worker.
@@ -269,13 +290,7 @@ class WorkerProcess:
             # One job at a time: two would share the socket's replies.
             raise RuntimeError("the refit worker is still running a job")
         meta, arrays = job_message(job)
-        try:
-            send_message(self.conn, meta, **arrays)
-        except OSError as exc:
-            raise WorkerDied(f"refit worker process {self.pid} exited "
-                             f"({self.exit_reason()})") from exc
-        self.pinged = job is None
-        self._pending = PendingJob(self)
+        self._pending = PendingJob(self, job is None, meta, arrays)
         return self._pending
 
     def close(self, kill: bool = False) -> None:

@@ -345,3 +345,28 @@ def test_the_worker_finds_streamgmm_without_shadowing_the_standard_library(monke
     # Installed in a site directory: the interpreter finds it there itself.
     monkeypatch.setattr(refit_worker.site, "getsitepackages", lambda: [root])
     assert refit_worker._worker_env()["PYTHONPATH"] == "/somewhere"
+
+
+def test_a_worker_that_stops_reading_does_not_hold_up_the_stream():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(40_000, 6))
+    # A 30,000-event window is 1.4 MB, more than a socket buffer holds.
+    det = AnomalyDetector(n_components=2, warmup=2000, window=30_000, refit_every=10_000,
+                          random_state=0)
+    pid = _worker_pid(det)
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        det.process(X[:2000])
+        start = time.monotonic()
+        det.process(X[2000:30_000])  # hands a refit to the stopped worker
+        for i in range(30_000, 40_000, 500):
+            det.process(X[i:i + 500])
+        assert time.monotonic() - start < 10, "the stream waited for the stopped worker"
+        assert det._refitter.busy
+        os.kill(pid, signal.SIGCONT)
+        det.wait_for_refit(timeout=60)
+        counts = det.refit_counts
+        assert counts["accepted"] + counts["rejected"] == 1 and counts["failed"] == 0, counts
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        det.close()
