@@ -25,7 +25,9 @@ between the checkpoint and the committed offsets are replayed into the model
 without alerts (they were alerted before), a batch redone after a failed
 commit alerts again without learning twice, and the model neither misses nor
 double-learns an event. On assignment the loop seeks a partition to ``M``
-when ``M < K``.
+when ``M < K``, and to ``K`` otherwise: the client may keep a partition's
+position through a rebalance that gives it back, past records read ahead and
+dropped with the revocation.
 
 A partition taken away keeps its ``M`` (an eager rebalance revokes and gives
 back the same partitions, and a batch whose commit the rebalance failed must
@@ -282,6 +284,13 @@ class ConsumerLoop:
                         "%s/%d: replaying offsets %d..%d into the model without alerts",
                         topic, partition, learned, committed - 1,
                     )
+            else:
+                # Resume where the group committed, whatever position the
+                # client kept: kafka-python keeps a partition's position through
+                # a rebalance that gives it back to this member, past records
+                # read ahead and dropped with the revocation (they would be
+                # lost). What was learned but not committed is alerted again.
+                self.source.seek(topic, partition, committed)
         if started and self._checkpoint is not None:
             # Record where the model starts on these partitions before it learns
             # any of them: a crash before the next checkpoint would otherwise leave
