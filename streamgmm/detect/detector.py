@@ -705,12 +705,14 @@ class AnomalyDetector:
             self._apply_refit(result)
             return result is not None
 
-    def start_refit_worker(self, timeout: float = 60.0) -> str:
+    def start_refit_worker(self, timeout: float = 60.0) -> str | None:
         """Start the refit worker now rather than at the first refit, so that a
         worker process that cannot start shows (and refits move to a thread)
-        before the stream does. Returns where refits run: 'process' or 'thread'."""
-        if self.refit_enabled and self.mode == "anomaly":
-            self._refitter.start(timeout)
+        before the stream does. Returns where refits run, 'process' or
+        'thread'; None when this detector does not refit."""
+        if not self.refit_enabled or self.mode != "anomaly":
+            return None
+        self._refitter.start(timeout)
         return self._refitter.worker
 
     @property

@@ -5,8 +5,8 @@ of its own it costs the stream only the hand-over of the window. The worker is
 started as a module of its own over one end of a socket pair (``FD``), not by
 multiprocessing's ``spawn``, so it never imports the caller's main module (a
 script needs no ``if __name__ == "__main__":`` guard, a notebook works), and
-nothing that crosses is pickled: a job and its result are .npz archives of
-plain arrays, read with ``allow_pickle=False``.
+nothing that crosses is pickled: a job and its result are a JSON header and
+raw numeric arrays (see ``send_message``).
 
 The worker runs one job at a time and exits when the detector closes its end
 of the socket, or dies with it: a detector that is killed leaves no worker
@@ -24,6 +24,7 @@ import site
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing import Pipe
@@ -35,6 +36,7 @@ import numpy as np
 from streamgmm.detect.groups import GroupRule
 from streamgmm.model.em import MixtureParams
 from streamgmm.model.gmm import GaussianMixture
+from streamgmm.model.io import _SCALARS as SCALARS
 
 log = logging.getLogger("streamgmm.detect.refit")
 
@@ -110,9 +112,6 @@ def job_from_message(meta: dict, a: dict[str, np.ndarray]) -> tuple | None:
             a.get("keep"), rule)
 
 
-_SCALARS = ("converged_", "n_iter_", "lower_bound_")
-
-
 def result_message(result) -> tuple[dict, dict]:
     """A ``refit.RefitResult`` as (meta, arrays), its model as plain arrays."""
     meta = {"outcome": result.outcome, "seconds": result.seconds,
@@ -124,7 +123,7 @@ def result_message(result) -> tuple[dict, dict]:
     if m is not None:
         meta["model"] = {"covariance_type": m.covariance_type,
                          "scalars": {k: getattr(m, k).item() if hasattr(getattr(m, k), "item")
-                                     else getattr(m, k) for k in _SCALARS if hasattr(m, k)}}
+                                     else getattr(m, k) for k in SCALARS if hasattr(m, k)}}
         arrays.update(weights=m.weights_, means=m.means_, covariances=m.covariances_,
                       precisions_cholesky=m.precisions_cholesky_,
                       reg_covar=np.asarray(m.reg_covar, dtype=np.float64))
@@ -204,13 +203,15 @@ class PendingJob:
         return self._finished or self._read_if_ready(0.0)
 
     def result(self, timeout: float | None = None):
-        if not self._finished:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._read_if_ready(0.0):
             # Wait without the lock, so that done() from another thread never
-            # waits for the refit; read under it (after a reader in another
-            # thread, if there is one).
-            self._worker.conn.poll(timeout)
-            if not self._read_if_ready(0.0):
+            # waits for the refit, and in slices, so that a job that could not
+            # be sent is seen.
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise FutureTimeout()
+            self._worker.conn.poll(0.1 if left is None else min(0.1, left))
         if self._error is not None:
             raise self._error
         return self._value

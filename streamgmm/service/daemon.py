@@ -172,8 +172,8 @@ class _Daemon:
             log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)",
                      self.server.host, self.server.port)
         learned = self._restore()
-        if cfg.detector.refit.enabled and cfg.detector.mode == "anomaly":
-            worker = self.detector.start_refit_worker()
+        worker = self.detector.start_refit_worker()
+        if worker is not None:
             pid = self.detector.refit_worker_pid
             log.info("refits run on a worker %s%s", worker, f" (pid {pid})" if pid else "")
         if cfg.audit.path:

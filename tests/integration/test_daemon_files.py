@@ -90,13 +90,20 @@ def check_run(tmp_path, source_name, alerts, dead_letters, lines, bad, outliers)
     assert all(originals[f"{source_name}/{i}"] == lines[i - 1] for i in bad)
 
 
-def test_file_source_alerts_to_a_jsonl_file(tmp_path):
+def file_run(tmp_path: Path) -> tuple[Path, Path, list[bytes], dict[int, str], set[int]]:
+    """The stream in a JSON-lines file, alerts and dead letters to files: the
+    events file, the config, and what ``stream`` returns."""
     lines, bad, outliers = stream()
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
     cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}},
                  {"sink": "file", "path": str(tmp_path / "alerts.jsonl")},
                  {"sink": "file", "path": str(tmp_path / "dlq.jsonl")})
+    return events, cfg, lines, bad, outliers
+
+
+def test_file_source_alerts_to_a_jsonl_file(tmp_path):
+    events, cfg, lines, bad, outliers = file_run(tmp_path)
     done = run(["--config", str(cfg)])
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     alerts = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
@@ -200,12 +207,7 @@ def test_a_checkpoint_of_other_features_is_refused(tmp_path):
 
 
 def test_the_daemon_starts_its_refit_worker_at_once_and_stops_it_at_exit(tmp_path):
-    lines, bad, outliers = stream()
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join(lines) + b"\n")
-    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}},
-                 {"sink": "file", "path": str(tmp_path / "alerts.jsonl")},
-                 {"sink": "file", "path": str(tmp_path / "dlq.jsonl")})
+    _, cfg, *_ = file_run(tmp_path)
     doc = yaml.safe_load(cfg.read_text())
     doc["detector"]["refit"] = {"enabled": True, "every_events": 200}
     doc["logging"] = {"format": "text"}
