@@ -12,8 +12,9 @@ crash, never lost), then get SIGTERM and must exit 0.
 
 Prints the events produced, processed and missing, the duplicates (events
 processed more than once, the price of at-least-once after a crash), the stops
-and restarts, and the time the group took to catch up at the end. Exits 1 when
-an event is missing or a member does not stop cleanly.
+and restarts, the time the group took to catch up at the end and the longest
+time it went without processing a new event (rebalances that do not end show
+there). Exits 1 when an event is missing or a member does not stop cleanly.
 
     .venv/bin/python bench/soak_group.py [--minutes 5] [--members 2] [--partitions 6]
         [--rate 300] [--chaos-every 20] [--seed 0] [--workdir DIR]
@@ -63,6 +64,19 @@ class Producer(threading.Thread):
             self.error = exc
 
 
+class Stall:
+    """The longest time the group went without processing a new event."""
+
+    def __init__(self) -> None:
+        self.count, self.since, self.longest = -1, time.monotonic(), 0.0
+
+    def note(self, count: int) -> None:
+        now = time.monotonic()
+        if count != self.count:
+            self.count, self.since = count, now
+        self.longest = max(self.longest, now - self.since)
+
+
 def processed(members: dict[str, Daemon]) -> Counter:
     """How many times each event id was processed, over every member's audit."""
     counts: Counter = Counter()
@@ -100,6 +114,7 @@ def main() -> int:
     stream = Stream(broker.bootstrap, topic, args.partitions, seed=args.seed)
     members = {name: Daemon(base / name) for name in names}
     stops = Counter()
+    stall = Stall()
     producer = Producer(stream, args.rate)
     failed: list[str] = []
     try:
@@ -125,6 +140,7 @@ def main() -> int:
             time.sleep(rng.uniform(1.0, 5.0))
             members[name] = Daemon(base / name)
             counts = processed(members)
+            stall.note(len(counts))
             print(f"  {time.strftime('%H:%M:%S')} {how} {name}, restarted; produced "
                   f"{stream.n}, processed {len(counts)} distinct", flush=True)
         producer.halt.set()
@@ -135,6 +151,7 @@ def main() -> int:
         end = time.monotonic()
         while True:
             counts = processed(members)
+            stall.note(len(counts))
             missing = produced - set(counts)
             dead = [n for n, d in members.items() if not d.alive()]
             if not missing or dead or time.monotonic() - end > 180:
@@ -160,7 +177,8 @@ def main() -> int:
           f"{sum(counts.values())} in all; missing {len(missing)}; processed more than once "
           f"{dup} ({100 * dup / max(1, len(produced)):.2f} %)")
     print(f"stops: {stops['kill']} SIGKILL, {stops['term']} SIGTERM, each followed by a "
-          f"restart; the group caught up {catch_up:.1f} s after the producer stopped")
+          f"restart; the group caught up {catch_up:.1f} s after the producer stopped; "
+          f"longest time without a new event processed: {stall.longest:.0f} s")
     if missing:
         failed.append(f"{len(missing)} events never processed, e.g. {sorted(missing)[:10]}")
     for problem in failed:
