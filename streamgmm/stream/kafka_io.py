@@ -268,11 +268,20 @@ class KafkaSource:
         self.commit_skipped_partitions = 0
         self.poll_errors = 0
         self._last_poll_error = float("-inf")
-        listener = _QueueingListener(self._events)
-        if topics is not None:
-            self._consumer.subscribe(topics=list(topics), listener=listener)
-        else:
-            self._consumer.subscribe(pattern=pattern, listener=listener)
+        self._listener = _QueueingListener(self._events)
+        self._subscription = ({"topics": list(topics)} if topics is not None
+                              else {"pattern": pattern})
+        # A join that has not ended within twice the time a group coordinator
+        # allows a rebalance (the members' rebalance timeout, max_poll_interval,
+        # plus a session for the dead ones to expire) is stuck: the member
+        # leaves and joins again as a new member, which makes the coordinator
+        # start the rebalance afresh (see _check_join).
+        merged = {**KafkaConsumer.DEFAULT_CONFIG, **options}
+        self.rejoin_after_s = 2.0 * (merged["max_poll_interval_ms"]
+                                     + merged["session_timeout_ms"]) / 1000.0
+        self.rejoins = 0
+        self._unjoined_since: float | None = time.monotonic()
+        self._consumer.subscribe(listener=self._listener, **self._subscription)
 
     # -- reading -------------------------------------------------------------
 
@@ -331,6 +340,7 @@ class KafkaSource:
                              for tp, batch in polled.items() if batch}
         self._dispatch_events()
         self._polled_from = {}
+        self._check_join()
         out = {}
         for tp, batch in polled.items():
             key = (tp.topic, tp.partition)
@@ -352,6 +362,8 @@ class KafkaSource:
         """Replay queued rebalance events on this (the polling) thread."""
         while self._events:
             kind, partitions = self._events.popleft()
+            if kind == "revoke":
+                self._unjoined_since = time.monotonic()  # a rebalance began
             # An empty assignment still counts: the replica joined and is idle.
             if not partitions and kind == "revoke":
                 continue
@@ -363,11 +375,39 @@ class KafkaSource:
                     self._on_revoke(partitions)
             else:
                 log.info("partitions assigned: %s", partitions)
+                self._unjoined_since = None  # the rebalance ended, if with nothing
                 for tp in partitions:
                     if tp in self._pending_seeks:
                         self.seek(tp[0], tp[1], self._pending_seeks.pop(tp))
                 if self._on_assign is not None:
                     self._on_assign(partitions)
+
+    def _check_join(self) -> None:
+        """Leave and join the group again when a rebalance has not ended for
+        ``rejoin_after_s`` while the broker answers.
+
+        A Kafka coordinator ends a rebalance after the rebalance timeout
+        whoever has not rejoined; one that does not (seen with three members
+        restarted every few seconds: no member was assigned anything for nine
+        minutes, until a new member joined) would otherwise leave the group
+        idle for good. A member with no partitions in a stable group is not
+        affected: its (empty) assignment ended the rebalance.
+        """
+        if self._unjoined_since is None:
+            return
+        waited = time.monotonic() - self._unjoined_since
+        if waited < self.rejoin_after_s or not self.broker_reachable():
+            return
+        log.warning("no rebalance of the group has ended for %.0f s while the broker "
+                    "answers; leaving the group and joining it again", waited)
+        self.rejoins += 1
+        self._unjoined_since = time.monotonic()
+        try:
+            self._consumer.unsubscribe()
+            self._consumer.subscribe(listener=self._listener, **self._subscription)
+        except KafkaError as exc:
+            log.warning("rejoining the group failed (%s: %s); retrying later",
+                        type(exc).__name__, exc)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Read ``(topic, partition)`` from ``offset`` on.

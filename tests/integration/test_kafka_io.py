@@ -272,3 +272,34 @@ def test_commit_fails_softly_and_reachability_follows_the_broker():
             own.resume()
             src.close(2)
             sink.close(2)
+
+
+def test_a_member_that_rejoins_gets_its_partitions_back_and_goes_on(broker, topic_factory):
+    # The path a member takes when its group's rebalance never ends: leave,
+    # join again as a new member, be assigned, read on from the committed offsets.
+    topic = topic_factory(partitions=2)
+    sink = KafkaSink(broker.bootstrap, topic)
+    produce(sink, 20, partitions=2)
+    events: list[tuple[str, list]] = []
+    src = source(broker, f"g-{topic}", [topic], max_poll_records=4,
+                 on_assign=lambda tps: events.append(("assign", tps)),
+                 on_revoke=lambda tps: events.append(("revoke", tps)))
+    try:
+        got: list[Record] = []
+        poll_until([src], lambda: len(got) >= 8, 30, got)
+        committed = {(r.topic, r.partition): r.next_offset for r in got}
+        assert src.commit(committed)
+        src._unjoined_since = time.monotonic() - src.rejoin_after_s - 1  # as if stuck
+        events.clear()
+        more: list[Record] = []
+        poll_until([src], lambda: src.rejoins == 1, 10, more)
+        poll_until([src], lambda: any(kind == "assign" and tps for kind, tps in events), 30,
+                   more)
+        # The new member reads on from the committed offsets, whatever the old
+        # one had read past them.
+        want = {(p, o) for p in range(2) for o in range(committed.get((topic, p), 0), 10)}
+        poll_until([src], lambda: {(r.partition, r.offset) for r in more} >= want, 30, more)
+        assert src.rejoins == 1
+    finally:
+        src.close()
+        sink.close()

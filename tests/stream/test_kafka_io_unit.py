@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from streamgmm.stream import kafka_io
 from streamgmm.stream.kafka_io import (
     KafkaSink,
     KafkaSource,
@@ -180,3 +183,66 @@ def test_the_consumer_process_keeps_records_read_after_a_partition_came_back():
     offsets = [o for c in child.chunks for o in c[2]]
     assert offsets == [195, 196, 197]  # the stale 200-201 gone, nothing else
     assert child.n_gathered == 3
+
+
+class StuckConsumer:
+    """A consumer whose group never ends a rebalance: polls return nothing."""
+
+    DEFAULT_CONFIG = KafkaConsumer.DEFAULT_CONFIG
+
+    def __init__(self, **config):
+        self.calls: list[str] = []
+        self.listener = None
+
+    def subscribe(self, topics=None, pattern=None, listener=None):
+        self.calls.append("subscribe")
+        self.listener = listener
+
+    def unsubscribe(self):
+        self.calls.append("unsubscribe")
+
+    def poll(self, timeout_ms, max_records):
+        return {}
+
+    def assignment(self):
+        return set()
+
+
+def _stuck_source(monkeypatch, reachable=True) -> KafkaSource:
+    monkeypatch.setattr(kafka_io, "KafkaConsumer", StuckConsumer)
+    source = KafkaSource("127.0.0.1:1", "g", topics=["t"], client_options={
+        "max_poll_interval_ms": 1000, "session_timeout_ms": 500, "heartbeat_interval_ms": 100})
+    monkeypatch.setattr(source, "broker_reachable", lambda: reachable)
+    return source
+
+
+def test_a_member_whose_rebalance_never_ends_leaves_and_joins_again(monkeypatch, caplog):
+    source = _stuck_source(monkeypatch)
+    assert source.rejoin_after_s == 3.0  # twice (max_poll_interval + session timeout)
+    source.poll(0)
+    assert source._consumer.calls == ["subscribe"]  # not yet
+    source._unjoined_since -= 3.5
+    with caplog.at_level(logging.WARNING, logger="streamgmm.stream.kafka_io"):
+        source.poll(0)
+    assert source._consumer.calls == ["subscribe", "unsubscribe", "subscribe"]
+    assert source.rejoins == 1 and "joining it again" in caplog.text
+    source.poll(0)  # the clock starts again after a rejoin
+    assert source.rejoins == 1
+
+
+def test_a_member_with_an_empty_assignment_or_no_broker_stays(monkeypatch):
+    source = _stuck_source(monkeypatch)
+    source._consumer.listener.on_partitions_assigned([])  # joined, with nothing
+    source.poll(0)
+    assert source._unjoined_since is None
+    source.poll(0)
+    assert source.rejoins == 0
+    # A rebalance that begins, even of nothing, is timed again.
+    source._consumer.listener.on_partitions_revoked([])
+    source.poll(0)
+    assert source._unjoined_since is not None
+    # An unreachable broker is an outage, which rejoining cannot mend.
+    down = _stuck_source(monkeypatch, reachable=False)
+    down._unjoined_since -= 60
+    down.poll(0)
+    assert down.rejoins == 0 and down._consumer.calls == ["subscribe"]
