@@ -37,7 +37,7 @@ from sklearn.metrics import average_precision_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_detection as ed  # noqa: E402
 
-from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
+from streamgmm.detect.detector import AnomalyDetector  # noqa: E402 (for --inspect)
 
 VARIANTS = {
     "k1": {"n_components": 1},
@@ -47,17 +47,9 @@ VARIANTS = {
 
 
 def stream(X: np.ndarray, batch: int = 500, **params) -> np.ndarray:
-    """Anomaly scores (higher = more anomalous) of one detector over X."""
-    det = AnomalyDetector(random_state=0, **params)
-    score = np.empty(X.shape[0])
-    for i in range(0, X.shape[0], batch):
-        score[i:i + batch] = det.process(X[i:i + batch]).score
-        det.wait_for_refit()
-    unscored = np.isnan(score)
-    if det.model is not None and unscored.any():
-        score[unscored] = det.score_samples(X[unscored])
-    det.close()
-    return -score
+    """Anomaly scores (higher = more anomalous) of one detector over X, by
+    ``eval_detection``'s protocol (refits applied at the next batch)."""
+    return ed.stream_detector(X, batch, wait=True, **params)[0]
 
 
 def static_gaussian(X: np.ndarray, warmup: int = 500) -> np.ndarray:

@@ -65,11 +65,12 @@ DATASETS = {"http": "16_http", "smtp": "34_smtp", "shuttle": "32_shuttle",
 METHODS = ("streamgmm", "hst", "naive")
 
 
-def stream_detector(X: np.ndarray, batch: int, wait: bool = False):
-    """The default AnomalyDetector over X in micro-batches: anomaly scores
-    (higher = more anomalous), alert flags and the warm-up length; ``wait``:
-    apply each refit at the batch after it is due."""
-    det = AnomalyDetector(random_state=0)  # it scales features itself, from its warm-up
+def stream_detector(X: np.ndarray, batch: int, wait: bool = False, **params):
+    """The default AnomalyDetector (``params`` over its defaults) over X in
+    micro-batches: anomaly scores (higher = more anomalous), alert flags and
+    the warm-up length; ``wait``: apply each refit at the batch after it is due."""
+    # It scales features itself, from its warm-up.
+    det = AnomalyDetector(**{"random_state": 0, **params})
     score, flag = np.empty(X.shape[0]), np.zeros(X.shape[0], dtype=bool)
     for i in range(0, X.shape[0], batch):
         out = det.process(X[i:i + batch])

@@ -287,7 +287,7 @@ class WorkerProcess:
         worker is gone."""
         if self.proc.poll() is not None:
             raise WorkerDied(f"refit worker process {self.pid} exited ({self.exit_reason()})")
-        if self._pending is not None and not self._pending.done():
+        if self.busy:
             # One job at a time: two would share the socket's replies.
             raise RuntimeError("the refit worker is still running a job")
         meta, arrays = job_message(job)
