@@ -326,7 +326,9 @@ def test_a_worker_that_cannot_run_is_found_at_start_and_refits_move_to_a_thread(
         with caplog.at_level(logging.WARNING, logger="streamgmm.detect.refit"):
             kinds = [det.start_refit_worker(timeout=20)
                      for _ in range(refit_module.Refitter.MAX_BROKEN)]
-        assert kinds[:-1] == ["process"] * (len(kinds) - 1) and kinds[-1] == "thread"
+        # One start may see several deaths (a worker that is gone before its
+        # job is sent is replaced at once), so the thread may come early.
+        assert kinds[-1] == "thread" and kinds == sorted(kinds), kinds
         assert "exit code 1" in caplog.text
         assert f"died {refit_module.Refitter.MAX_BROKEN} times in a row" in caplog.text
         _run(det, _stream(2000, seed=8))
