@@ -1,0 +1,53 @@
+"""bench/eval_detection.py: its baselines are the ones the goals name.
+
+The naive approach standardises features with its first training set, so its
+scores do not depend on the units of the features; on the shared data it
+reproduces the reference anchors (average precision, all events).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+eval_detection = pytest.importorskip("eval_detection")
+
+
+def _stream(rng: np.random.Generator, n: int = 2400) -> np.ndarray:
+    centres = np.array([[0.0, 0.0, 0.0], [4.0, 1.0, -2.0], [-3.0, 5.0, 1.0]])
+    X = centres[rng.integers(0, 3, n)] + rng.normal(size=(n, 3))
+    return X
+
+
+def test_naive_scores_do_not_depend_on_feature_units():
+    X = _stream(np.random.default_rng(3))
+    scale, shift = np.array([1e4, 1e-3, 7.0]), np.array([5.0, -2.0, 1e3])
+    a = eval_detection.run_naive(X, first=800, every=800)
+    b = eval_detection.run_naive(X * scale + shift, first=800, every=800)
+    # Both are scored in standard units, so they are the same scores.
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("order", "anchor"), [("stored", 0.174), ("shuffled", 0.215)])
+def test_naive_reproduces_the_cardio_anchor(shared_data, order, anchor):
+    data = np.load(shared_data / "6_cardio.npz")
+    X, y = data["X"].astype(float), data["y"]
+    if order == "shuffled":
+        p = np.random.default_rng(0).permutation(len(X))
+        X, y = X[p], y[p]
+    ap = eval_detection.metrics(y, eval_detection.run_naive(X))["ap"]
+    assert ap == pytest.approx(anchor, abs=5e-4)
+
+
+def test_hst_reproduces_the_cardio_anchor(shared_data):
+    pytest.importorskip("river", reason="River is a bench extra: pip install -e '.[bench]'")
+    data = np.load(shared_data / "6_cardio.npz")
+    X, y = data["X"].astype(float), data["y"]
+    # 21 features: the anchor depends on the features' names (see run_hst).
+    ap = eval_detection.metrics(y, eval_detection.run_hst(X))["ap"]
+    assert ap == pytest.approx(0.622, abs=5e-4)
