@@ -101,6 +101,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._components: set[str] = set()
         self._last_checkpoint = 0.0
+        self._rejoins = 0
         self.decode_reasons = tuple(dict.fromkeys([*decode_reasons, "other"]))
         self.refit_outcomes = tuple(refit_outcomes)
         self._declare_stream()
@@ -137,6 +138,12 @@ class Metrics:
         # Offset commits that failed (the batch is redone: at-least-once).
         self.commit_failures = Counter(
             "streamgmm_commit_failures_total", "Failed offset commits.", registry=reg)
+        # Times the replica left its consumer group and joined again because a
+        # rebalance did not end (the group sat idle; see KafkaSource).
+        self.group_rejoins = Counter(
+            "streamgmm_group_rejoins_total",
+            "Times this replica rejoined its consumer group after a rebalance did not end.",
+            registry=reg)
         # Events re-applied to the model on restart without alerting.
         self.events_replayed = Counter(
             "streamgmm_events_replayed_total",
@@ -332,6 +339,15 @@ class Metrics:
         """Set the lag of each ``(topic, partition)`` (a TopicPartition works)."""
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(str(topic), str(partition)).set(lag)
+
+    def set_rejoins(self, total: int) -> None:
+        """Advance the rejoin counter to the consumer's running ``total`` (a
+        total that went down is a new consumer counting from zero)."""
+        if total < self._rejoins:
+            self._rejoins = 0
+        if total > self._rejoins:
+            self.group_rejoins.inc(total - self._rejoins)
+            self._rejoins = total
 
     def drop_partitions(self, tps: Iterable[tuple[str, int]]) -> None:
         """Remove the lag series of revoked partitions, so no stale lag lingers."""

@@ -68,6 +68,7 @@ class _State:
     assignment: frozenset[TP] = frozenset()
     lag: dict[TP, int] = field(default_factory=dict)
     cpu_s: float = 0.0  # the child's processor time so far (benchmarks read it)
+    rejoins: int = 0  # times the consumer rejoined its group (see KafkaSource)
 
 
 @dataclass
@@ -248,6 +249,11 @@ class ProcessKafkaSource:
         return dict(self._state.lag)
 
     @property
+    def rejoins(self) -> int:
+        """Times the child's consumer rejoined its group, as of its last reply."""
+        return self._state.rejoins
+
+    @property
     def child_cpu_s(self) -> float:
         """Processor time the child had used at its last reply."""
         return self._state.cpu_s
@@ -394,7 +400,8 @@ class _Child:
 
     def state(self) -> _State:
         s = self.source
-        return _State(frozenset(s.assignment()), s.lag(), time.process_time())
+        return _State(frozenset(s.assignment()), s.lag(), time.process_time(),
+                      int(getattr(s, "rejoins", 0)))
 
     def reply(self, request: int, ok: bool, value: Any) -> None:
         self.outbox.put((request, ok, value, self.state()))

@@ -669,6 +669,7 @@ class ConsumerLoop:
             m.alerts_published.inc(out.n_alerts)
         self._publish_model()
         m.set_lag(self.source.lag())
+        m.set_rejoins(int(getattr(self.source, "rejoins", 0)))
 
     def _publish_model(self) -> None:
         det = self.detector

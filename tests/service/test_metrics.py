@@ -198,3 +198,14 @@ def test_mark_iteration_counts_and_stamps():
     m.mark_iteration()
     assert sample(m.registry, "streamgmm_loop_iterations_total") == 2
     assert sample(m.registry, "streamgmm_last_loop_iteration_timestamp_seconds") == 51.0
+
+
+def test_rejoins_follow_the_consumers_running_total():
+    m = Metrics(CollectorRegistry())
+    assert sample(m.registry, "streamgmm_group_rejoins_total") == 0
+    m.set_rejoins(0)
+    m.set_rejoins(2)
+    m.set_rejoins(2)  # the same total again is no new rejoin
+    assert sample(m.registry, "streamgmm_group_rejoins_total") == 2
+    m.set_rejoins(1)  # a new consumer counts from zero: its one rejoin counts
+    assert sample(m.registry, "streamgmm_group_rejoins_total") == 3

@@ -246,3 +246,25 @@ def test_a_member_with_an_empty_assignment_or_no_broker_stays(monkeypatch):
     down._unjoined_since -= 60
     down.poll(0)
     assert down.rejoins == 0 and down._consumer.calls == ["subscribe"]
+
+
+def test_the_consumer_process_reports_its_rejoins_with_every_reply():
+    from streamgmm.stream.kafka_process import ProcessKafkaSource, _Child, _State
+
+    class Counting:
+        rejoins = 2
+
+        def assignment(self):
+            return {TopicPartition("t", 0)}
+
+        def lag(self):
+            return {}
+
+    child = _Child.__new__(_Child)  # the reading side, without a broker
+    child.source = Counting()
+    state = child.state()
+    assert state.rejoins == 2
+    parent = ProcessKafkaSource.__new__(ProcessKafkaSource)
+    parent._state = state
+    assert parent.rejoins == 2
+    assert _State().rejoins == 0

@@ -458,3 +458,16 @@ def test_a_partition_assigned_again_resumes_where_the_group_committed(tmp_path):
     loop.run(threading.Event())
     assert loop.detector.n_events_ == 300
     assert source.group_offsets == {(TOPIC, 0): 150, (TOPIC, 1): 150}
+
+
+class RejoiningSource(ScriptedSource):
+    """A source whose consumer rejoined its group once, as KafkaSource counts it."""
+
+    rejoins = 1
+
+
+def test_the_consumers_rejoins_reach_the_metrics(tmp_path):
+    source = RejoiningSource(events(80))
+    loop = make_loop(source, tmp_path)
+    loop.run(threading.Event())
+    assert loop.metrics.registry.get_sample_value("streamgmm_group_rejoins_total") == 1
