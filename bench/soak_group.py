@@ -14,7 +14,9 @@ Prints the events produced, processed and missing, the duplicates (events
 processed more than once, the price of at-least-once after a crash), the stops
 and restarts, the time the group took to catch up at the end and the longest
 time it went without processing a new event (rebalances that do not end show
-there). Exits 1 when an event is missing or a member does not stop cleanly.
+there) and how often members left the group and joined it again because a
+rebalance had not ended (the rejoin warnings in their logs). Exits 1 when an
+event is missing or a member does not stop cleanly.
 
     .venv/bin/python bench/soak_group.py [--minutes 5] [--members 2] [--partitions 6]
         [--rate 300] [--chaos-every 20] [--seed 0] [--workdir DIR]
@@ -42,6 +44,9 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from test_delivery import Daemon, Stream, write_config  # noqa: E402
 
 from streamgmm.testing.tansu import TansuBroker  # noqa: E402
+
+# What a member logs when it leaves its group and joins again (KafkaSource).
+REJOIN_LOG = "leaving the group and joining it again"
 
 
 class Producer(threading.Thread):
@@ -83,6 +88,11 @@ def processed(members: dict[str, Daemon]) -> Counter:
     for daemon in members.values():
         counts.update(daemon.audited())
     return counts
+
+
+def rejoins(daemon: Daemon) -> int:
+    """Rejoins logged over every life of a member (its log is appended to)."""
+    return daemon.log.read_text(errors="replace").count(REJOIN_LOG)
 
 
 def main() -> int:
@@ -179,6 +189,8 @@ def main() -> int:
     print(f"stops: {stops['kill']} SIGKILL, {stops['term']} SIGTERM, each followed by a "
           f"restart; the group caught up {catch_up:.1f} s after the producer stopped; "
           f"longest time without a new event processed: {stall.longest:.0f} s")
+    print("rejoins after a rebalance that did not end: "
+          + ", ".join(f"{name} {rejoins(daemon)}" for name, daemon in members.items()))
     if missing:
         failed.append(f"{len(missing)} events never processed, e.g. {sorted(missing)[:10]}")
     for problem in failed:

@@ -23,3 +23,4 @@ def test_a_group_under_repeated_stops_processes_every_event(broker, tmp_path):
     assert "missing 0;" in done.stdout and "OK: nothing lost" in done.stdout, done.stdout
     stops = [line for line in done.stdout.splitlines() if "restarted; produced" in line]
     assert stops, done.stdout
+    assert "rejoins after a rebalance that did not end: " in done.stdout, done.stdout

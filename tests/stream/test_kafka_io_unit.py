@@ -225,7 +225,7 @@ def test_a_member_whose_rebalance_never_ends_leaves_and_joins_again(monkeypatch,
     with caplog.at_level(logging.WARNING, logger="streamgmm.stream.kafka_io"):
         source.poll(0)
     assert source._consumer.calls == ["subscribe", "unsubscribe", "subscribe"]
-    assert source.rejoins == 1 and "joining it again" in caplog.text
+    assert source.rejoins == 1 and "leaving the group and joining it again" in caplog.text
     source.poll(0)  # the clock starts again after a rejoin
     assert source.rejoins == 1
 
