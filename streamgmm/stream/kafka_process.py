@@ -400,8 +400,7 @@ class _Child:
 
     def state(self) -> _State:
         s = self.source
-        return _State(frozenset(s.assignment()), s.lag(), time.process_time(),
-                      int(getattr(s, "rejoins", 0)))
+        return _State(frozenset(s.assignment()), s.lag(), time.process_time(), s.rejoins)
 
     def reply(self, request: int, ok: bool, value: Any) -> None:
         self.outbox.put((request, ok, value, self.state()))

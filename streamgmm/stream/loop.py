@@ -386,6 +386,9 @@ class ConsumerLoop:
         if self.health is not None:
             self.health.mark_iteration()
             self.health.set_broker_reachable(self.source.broker_reachable())
+        if self.metrics is not None:
+            # Every iteration, not every batch: rejoins happen while no batch comes.
+            self.metrics.set_rejoins(int(getattr(self.source, "rejoins", 0)))
 
     # ---------------------------------------------------------------- a batch
 
@@ -669,7 +672,6 @@ class ConsumerLoop:
             m.alerts_published.inc(out.n_alerts)
         self._publish_model()
         m.set_lag(self.source.lag())
-        m.set_rejoins(int(getattr(self.source, "rejoins", 0)))
 
     def _publish_model(self) -> None:
         det = self.detector

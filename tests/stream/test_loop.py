@@ -461,13 +461,28 @@ def test_a_partition_assigned_again_resumes_where_the_group_committed(tmp_path):
 
 
 class RejoiningSource(ScriptedSource):
-    """A source whose consumer rejoined its group once, as KafkaSource counts it."""
+    """A source whose consumer rejoins its group while no record comes, as
+    KafkaSource does when a rebalance does not end."""
 
-    rejoins = 1
+    rejoins = 0
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        self.rejoins += 1
+        return []
 
 
-def test_the_consumers_rejoins_reach_the_metrics(tmp_path):
+def test_rejoins_reach_the_metrics_while_no_batch_comes(tmp_path):
     source = RejoiningSource(events(80))
     loop = make_loop(source, tmp_path)
-    loop.run(threading.Event())
-    assert loop.metrics.registry.get_sample_value("streamgmm_group_rejoins_total") == 1
+    stop = threading.Event()
+    runner = threading.Thread(target=loop.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while loop.metrics.registry.get_sample_value("streamgmm_group_rejoins_total") < 3:
+            assert time.monotonic() < deadline, "rejoins did not reach the metrics"
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert loop.stats.batches == 0
