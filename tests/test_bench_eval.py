@@ -45,7 +45,7 @@ def test_naive_reproduces_the_cardio_anchor(shared_data, order, anchor):
 
 
 def test_hst_reproduces_the_cardio_anchor(shared_data):
-    pytest.importorskip("river", reason="River is a bench extra: pip install -e '.[bench]'")
+    pytest.importorskip("river", reason="River is a test extra: pip install -e '.[test]'")
     data = np.load(shared_data / "6_cardio.npz")
     X, y = data["X"].astype(float), data["y"]
     # 21 features: the anchor depends on the features' names (see run_hst).
