@@ -33,8 +33,7 @@ detectors run in one process:
   and used for the next 20,000.
 
 Both baselines reproduce the issue's reference anchors (AP, all events) to the
-third decimal on all six data sets in both orders; ``--hst-max-events`` caps
-HST on http to save time.
+third decimal on all six data sets in both orders.
 
 Prints ROC-AUC, average precision (AP) and events per second per data set and
 order, then the goals: in each order streamgmm's AP beats HST on at least 5 of
