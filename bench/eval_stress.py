@@ -37,13 +37,17 @@ budget), both after the warm-up; with ``--hst``, River's HalfSpaceTrees as
 ``eval_detection.py`` runs it, too (about a minute per stream and order). With
 several ``--seeds`` every figure is the mean over the streams they draw.
 
+``--param KEY=JSON`` (repeatable) sets a detector parameter over the defaults,
+e.g. ``--param trim=0.1``: the table is then that detector's.
+
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/eval_stress.py [--streams a,b]
-        [--seeds 0,1,2] [--hst]
+        [--seeds 0,1,2] [--hst] [--param trim=0.1]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -164,11 +168,12 @@ STREAMS = {
 }
 
 
-def evaluate(name: str, seed: int, order: str, hst: bool) -> dict[str, float]:
+def evaluate(name: str, seed: int, order: str, hst: bool,
+             params: dict | None = None) -> dict[str, float]:
     X, y = STREAMS[name](np.random.default_rng(seed))
     idx = np.arange(len(X)) if order == "stored" else np.random.default_rng(0).permutation(len(X))
     X, y = X[idx], y[idx]
-    s, flag, warm = stream_detector(X, BATCH, wait=True)
+    s, flag, warm = stream_detector(X, BATCH, wait=True, **(params or {}))
     after = np.arange(len(X)) >= warm
     out = {"n": len(X), "anom": y.mean(), "ap": metrics(y, s)["ap"],
            "naive": metrics(y, run_naive(X))["ap"],
@@ -183,17 +188,29 @@ def main() -> None:
     parser.add_argument("--streams", default=",".join(STREAMS))
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of the streams")
     parser.add_argument("--hst", action="store_true", help="also run HalfSpaceTrees (slow)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
+                        help="a detector parameter over the defaults (repeatable)")
     args = parser.parse_args()
+    params = {}
+    for spec in args.param:
+        key, sep, value = spec.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            sep = ""
+        if not sep or not key:
+            parser.error(f"--param: expected KEY=JSON, got {spec!r}")
     seeds = [int(x) for x in args.seeds.split(",")]
     refs = ["naive"] + (["hst"] if args.hst else [])
-    print(f"seeds {seeds}; AP of streamgmm and of " + ", ".join(refs)
+    print(f"seeds {seeds}; " + (f"streamgmm with {json.dumps(params)}; " if params else "")
+          + "AP of streamgmm and of " + ", ".join(refs)
           + "; streamgmm's alert recall and share of normal events flagged")
     print(f"{'stream':>15} {'order':>8} {'n':>6} {'anom':>6}  {'AP':>6}"
           + "".join(f" {r + ' AP':>8}" for r in refs) + f"  {'recall':>6} {'normals flagged':>15}")
     rows = []
     for name in args.streams.split(","):
         for order in ("stored", "shuffled"):
-            runs = [evaluate(name, seed, order, args.hst) for seed in seeds]
+            runs = [evaluate(name, seed, order, args.hst, params) for seed in seeds]
             r = {k: float(np.mean([run[k] for run in runs])) for k in runs[0]}
             rows.append((order, r))
             print(f"{name:>15} {order:>8} {int(r['n']):>6} {r['anom']:>6.1%}  {r['ap']:>6.3f}"

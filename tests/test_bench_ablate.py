@@ -34,3 +34,19 @@ def test_inspect_prints_the_components_and_where_the_anomalies_are(shared_data):
     assert abs(sum(float(r[1]) for r in rows) - 1.0) < 1e-6
     assert all(0.0 <= float(r[4]) <= 1.0 for r in rows)
 
+
+
+def test_experiments_get_an_ap_each_and_unknown_ones_are_refused(shared_data):
+    out = _run("--datasets", "cardio", "--orders", "shuffled", "--experiment", "relative",
+               "--experiment", "yeo-johnson", "--experiment", "rda-0.9",
+               "--experiment", "prior-1")
+    header, row, _ = out.splitlines()[-3:]
+    assert header.split()[3:] == ["default", "relative", "yeo-johnson", "rda-0.9", "prior-1"]
+    aps = [float(x) for x in row.split()[2:]]
+    assert len(aps) == 5 and all(0.0 < ap <= 1.0 for ap in aps)
+    # The shrinkage is real: a diagonal-leaning covariance ranks cardio differently.
+    assert aps[3] != aps[0]
+    bad = subprocess.run([sys.executable, str(BENCH / "ablate_detection.py"), "--datasets",
+                          "cardio", "--experiment", "nope"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0 and "--experiment: unknown 'nope'" in bad.stderr

@@ -37,3 +37,18 @@ def test_the_script_prints_its_table_and_summary():
     lines = out.splitlines()
     assert any(line.split()[:2] == ["short-high-dim", "stored"] for line in lines)
     assert any(line.startswith("shuffled: mean AP") for line in lines)
+
+
+def test_a_param_reaches_the_detector_and_is_named_in_the_header():
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "eval_stress.py"), "--streams", "short-high-dim",
+         "--param", "trim=0.1"], capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.splitlines()[0].startswith('seeds [0]; streamgmm with {"trim": 0.1}; ')
+    bad = subprocess.run([sys.executable, str(BENCH / "eval_stress.py"), "--param", "trim"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--param: expected KEY=JSON, got 'trim'" in bad.stderr
+    # It reaches the detector, which refuses a trim below the contamination.
+    low = subprocess.run([sys.executable, str(BENCH / "eval_stress.py"), "--streams",
+                          "short-high-dim", "--param", "trim=0.01"],
+                         capture_output=True, text=True, timeout=300)
+    assert low.returncode != 0 and "trim: expected a number in [contamination" in low.stderr

@@ -39,6 +39,8 @@ WARMUP_RESTARTS = 10
 # regime rather than a burst of anomalies (see ``_update_hold``): half, when
 # they are as many as the rest.
 REGIME_SHARE = 0.5
+# The largest share of the window ``trim`` may keep out of learning.
+MAX_TRIM = 0.25
 # Held events spread over this share of the window's tenths are a recurring
 # pattern or a partial change of the stream, not a burst (see ``_update_hold``).
 SPREAD_SHARE = 0.75
@@ -114,6 +116,20 @@ class AnomalyDetector:
     contamination : float, default=0.02
         Fraction of events flagged: the threshold is this percentile of the
         scores of the last ``window`` events.
+    trim : float or None, default=None
+        Share of the window's lowest-scoring events kept out of learning and
+        out of refits (the learning gate is this percentile of the window's
+        scores); None: ``contamination``. ``contamination`` is the alert
+        budget; ``trim`` is how much of the stream is not taken as normal.
+        Robust estimates need the trimmed share to exceed the share of
+        anomalous events: a stream with more anomalies than the alerts should
+        name (a 5 % fraud rate, one alert per 200 events) learns them as normal
+        unless ``trim`` is set above that rate. Trimming more than the stream
+        needs costs the model its tails and small modes (they are not learned),
+        so it stays at ``contamination`` unless the rate is known to be higher.
+        At least ``contamination``, at most 0.25 (a quarter trimmed is the
+        usual bound of robust estimates; the window must keep room to tell a
+        surge of low scores, and a change of regime, from the trimmed share).
     window : int, default=5000
         Events kept for the threshold and for refits.
     warmup : int, default=500
@@ -206,6 +222,7 @@ class AnomalyDetector:
         n_components: int | str = "auto",
         covariance_type: str = "full",
         contamination: float = 0.02,
+        trim: float | None = None,
         window: int = 5000,
         warmup: int = 500,
         mode: str = "anomaly",
@@ -231,12 +248,17 @@ class AnomalyDetector:
         if n_components != "auto" and (not isinstance(n_components, int) or n_components < 1):
             raise ValueError(f"n_components: expected an integer >= 1 or 'auto', "
                              f"got {n_components!r}")
+        if trim is not None and not (isinstance(trim, (int, float)) and not isinstance(trim, bool)
+                                     and contamination <= trim <= MAX_TRIM):
+            raise ValueError(f"trim: expected a number in [contamination ({contamination}), "
+                             f"{MAX_TRIM}] or None, got {trim!r}")
         k_min = select_k[0] if n_components == "auto" else n_components
         if warmup < k_min:
             raise ValueError(f"warmup: expected at least n_components ({k_min}), got {warmup}")
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.contamination = contamination
+        self.trim = trim
         self.window = window
         self.warmup = warmup
         self.mode = mode
@@ -394,7 +416,7 @@ class AnomalyDetector:
             gm = select_by_bic(fits, X, reg_covar=self.floor_ if low < high else None)
             k = gm.weights_.shape[0]
             scores = gm.score_samples(X)
-            keep = scores >= np.percentile(scores, 100 * self.contamination)
+            keep = scores >= np.percentile(scores, 100 * self._trim_level)
             if keep.sum() > 2 * k:
                 gm = GaussianMixture(k, covariance_type=self.covariance_type,
                                      reg_covar=self.floor_, weights_init=gm.weights_,
@@ -490,18 +512,27 @@ class AnomalyDetector:
             return self._frozen_threshold
         return self.threshold_.threshold()
 
+    @property
+    def _trim_level(self) -> float:
+        """The share of the window kept out of learning: ``trim`` or ``contamination``."""
+        return self.contamination if self.trim is None else float(self.trim)
+
     def _gate(self) -> float:
         """The score below which an event is kept out of learning and refits.
 
-        Normally the threshold. About ``contamination`` of the window is then
-        kept out of learning; when many more events score low (over twice that
-        budget), the window's percentile would soon sit inside them and let the
-        rest of them in: a burst of 1,000 near-identical attacks would teach the
-        model that it is normal. So while such a surge lasts, the gate stays
-        where it was when the surge began, and the surge stays out
-        (``_update_hold``).
+        Normally the ``trim`` percentile of the window (the threshold, unless
+        ``trim`` is set). About that share of the window is then kept out of
+        learning; when many more events score low (over ``contamination`` more),
+        the window's percentile would soon sit inside them and let the rest of
+        them in: a burst of 1,000 near-identical attacks would teach the model
+        that it is normal. So while such a surge lasts, the gate stays where it
+        was when the surge began, and the surge stays out (``_update_hold``).
         """
-        return self._threshold() if self._hold_gate is None else self._hold_gate
+        if self._hold_gate is not None:
+            return self._hold_gate
+        if self._frozen_threshold is not None or self.trim is None:
+            return self._threshold()
+        return self.threshold_.quantile(self.trim)
 
     def _update_hold(self, gate: float) -> None:
         """Start, keep or end a hold after a batch scored against ``gate``.
@@ -509,21 +540,22 @@ class AnomalyDetector:
         A hold ends when the held events leave the window (the burst is over),
         or when they are not a burst: when they fill ``REGIME_SHARE`` of the
         window's scored events (an abrupt change of regime): they are taken as
-        normal, the gate returns to the threshold and a refit comes next. Scored
+        normal, the gate returns to its percentile and a refit comes next. Scored
         events, not the whole window: the warm-up's events were fitted, so none
         of them is held, and early on they would hide a change that every fresh
         event shows (the warm-up of a card stream that began at midnight has no
         evening in it: most evening events score below its threshold). This is
         judged before a hold starts, so a change seen in the first batches after
         the warm-up never freezes the gate at the warm-up's threshold. Held
-        events spread over the window rather than bunched in time (over twice
-        the budget in ``SPREAD_SHARE`` of its tenths) are a recurring pattern,
+        events spread over the window rather than bunched in time (more than
+        the trimmed share plus ``contamination`` in ``SPREAD_SHARE`` of its
+        tenths) are a recurring pattern,
         or a part of the traffic that changed: they are taken as normal too,
         except in tenths that are mostly held (a burst still in the window
         stays out).
         """
         n, held = len(self._window), self._window.unlearned()
-        budget = 2 * self.contamination
+        budget = self._trim_level + self.contamination
         if held <= budget * n:
             self._hold_gate = None
         elif self._changed_regime():
@@ -825,7 +857,8 @@ class AnomalyDetector:
         refit = cfg.refit
         return dict(
             n_components=cfg.n_components, covariance_type=cfg.covariance_type,
-            contamination=cfg.contamination, window=cfg.window, warmup=cfg.warmup,
+            contamination=cfg.contamination, trim=cfg.trim, window=cfg.window,
+            warmup=cfg.warmup,
             mode=cfg.mode, learn_from_anomalies=cfg.learn_from_anomalies,
             refit_every=refit.every_events, refit_seconds=refit.every_seconds,
             refit_n_init=refit.n_init, refit_max_duty=refit.max_duty or None,

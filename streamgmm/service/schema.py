@@ -424,6 +424,15 @@ class DetectorConfig:
         exclusive_min=True,
         exclusive_max=True,
     )
+    trim: float | None = option(
+        None,
+        help="Share of recent events kept out of learning and refits (the lowest-scoring); "
+        "null: contamination. Set it above the share of events expected to be anomalous "
+        "when that is more than the alert budget, so that they are not learned as normal.",
+        min=0,
+        max=0.25,
+        exclusive_min=True,
+    )
     window: int = option(5_000, help="Events in the rolling threshold and refit window.", min=1)
     warmup: int = option(
         1_000, help="Events buffered and batch-fitted before the first score.", min=1
@@ -456,6 +465,10 @@ class DetectorConfig:
         if self.warmup > self.window:
             problems.append(
                 ("warmup", f"expected at most window ({self.window}), got {self.warmup}")
+            )
+        if self.trim is not None and self.trim < self.contamination:
+            problems.append(
+                ("trim", f"expected at least contamination ({self.contamination}), got {self.trim}")
             )
         k = self.refit.select_k.min if self.n_components == "auto" else self.n_components
         if self.warmup < k:

@@ -199,3 +199,61 @@ def test_a_rare_category_gets_a_finite_moderate_score():
     out = det.process(np.array([[0.0, 1.0]]))
     assert out.is_anomaly[0]
     assert -100 < out.score[0] < det.threshold_value
+
+
+@pytest.mark.parametrize("trim", [0.01, 0.3, True, "0.1"])
+def test_trim_outside_contamination_to_half_is_named(trim):
+    with pytest.raises(ValueError, match=r"trim: expected a number in \[contamination \(0.02\), "
+                                         r"0.25\] or None, got"):
+        AnomalyDetector(contamination=0.02, trim=trim)
+
+
+def test_trim_sets_the_learning_gate_apart_from_the_alert_threshold():
+    rng = np.random.default_rng(3)
+    det = AnomalyDetector(n_components=1, warmup=500, window=2000, contamination=0.02,
+                          trim=0.1, refit_enabled=False, random_state=0)
+    for _ in range(12):
+        out = det.process(rng.normal(size=(250, 3)))
+    window = det.threshold_.values()
+    assert det.threshold_value == pytest.approx(np.percentile(window, 2))
+    assert det._gate() == pytest.approx(np.percentile(window, 10))
+    # Alerts stay at the budget while a tenth of what is scored stays out of learning.
+    out = det.process(rng.normal(size=(4000, 3)))
+    assert 0.01 <= out.is_anomaly.mean() <= 0.035
+    scored, held = det._window.count_since(det._first_scored)
+    assert 0.07 <= held / scored <= 0.13
+    det.close()
+
+
+def _contaminated(seed: int, n: int = 6000, share: float = 0.08):
+    """Normal events around 0, and ``share`` anomalies from a wider cloud beside them."""
+    rng = np.random.default_rng(seed)
+    anomaly = rng.random(n) < share
+    X = rng.normal(0.0, 1.0, (n, 3))
+    X[anomaly] = rng.normal(0.0, 1.5, (anomaly.sum(), 3)) + [4.0, 0.0, 0.0]
+    return X, anomaly, rng.normal(0.0, 1.0, (2000, 3))
+
+
+def test_trim_above_the_anomaly_rate_keeps_anomalies_out_of_the_model():
+    """8 % of events are anomalies and the alert budget is 2 %: a detector that
+    learns all but its alerts learns the anomalies as a mode (and ranks them as
+    normal); one that trims 12 % keeps them out, ranks them lower and models the
+    normal events better."""
+    from sklearn.metrics import average_precision_score
+
+    X, anomaly, clean = _contaminated(0)
+    ap, held_out = {}, {}
+    for trim in (None, 0.12):
+        det = AnomalyDetector(warmup=500, window=2000, trim=trim, refit_worker="thread",
+                              random_state=0)
+        scores = []
+        for i in range(0, X.shape[0], 250):
+            scores.append(det.process(X[i:i + 250]).score)
+            det.wait_for_refit()
+        s = np.concatenate(scores)
+        scored = ~np.isnan(s)
+        ap[trim] = average_precision_score(anomaly[scored], -s[scored])
+        held_out[trim] = det.score(clean)
+        det.close()
+    assert ap[0.12] > ap[None] + 0.1, ap
+    assert held_out[0.12] > held_out[None], held_out

@@ -469,3 +469,18 @@ def test_refit_worker_is_a_process_unless_told_and_reaches_the_detector():
     assert from_dict(Config, data).detector.refit.worker == "thread"
     assert problems_of(with_(MINIMAL, "detector", refit={"worker": "fork"})) == [
         "detector.refit.worker: expected one of 'thread', 'process', got \"fork\""]
+
+
+def test_trim_is_optional_at_least_contamination_and_reaches_the_detector():
+    from streamgmm.detect.detector import AnomalyDetector
+
+    config = from_dict(Config, MINIMAL)
+    assert config.detector.trim is None
+    assert AnomalyDetector.config_params(config.detector, ["amount"])["trim"] is None
+    data = with_(MINIMAL, "detector", contamination=0.01, trim=0.05)
+    params = AnomalyDetector.config_params(from_dict(Config, data).detector, ["amount"])
+    assert params["trim"] == 0.05 and AnomalyDetector(**params).trim == 0.05
+    assert problems_of(with_(MINIMAL, "detector", contamination=0.02, trim=0.01)) == [
+        "detector.trim: expected at least contamination (0.02), got 0.01"]
+    assert problems_of(with_(MINIMAL, "detector", trim=0.7)) == [
+        "detector.trim: expected a number in (0, 0.25], got 0.7"]
