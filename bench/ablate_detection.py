@@ -90,16 +90,22 @@ def stream_margin(X: np.ndarray, batch: int = 500) -> np.ndarray:
     return -(score - thr)
 
 
+def robust_scaled(X: np.ndarray, warmup: int = 500) -> np.ndarray:
+    """X centred and scaled by the warm-up's median and MAD, as the detector
+    scales it (the standard deviation where the MAD is 0, 1 where both are)."""
+    W = X[:warmup]
+    centre = np.median(W, axis=0)
+    scale = 1.4826 * np.median(np.abs(W - centre), axis=0)
+    scale = np.where(scale > 0, scale, W.std(axis=0))
+    return (X - centre) / np.where(scale > 0, scale, 1.0)
+
+
 def yeo_johnson(X: np.ndarray, warmup: int = 500) -> np.ndarray:
     """The default detector on Yeo-Johnson-transformed features (lambda per
     feature from the warm-up), ranked by the original features' log-density."""
     from scipy import stats
 
-    W = X[:warmup]
-    centre = np.median(W, axis=0)
-    scale = 1.4826 * np.median(np.abs(W - centre), axis=0)
-    scale = np.where(scale > 0, scale, W.std(axis=0))
-    Z = (X - centre) / np.where(scale > 0, scale, 1.0)
+    Z = robust_scaled(X, warmup)
     T, log_jac = np.empty_like(Z), np.zeros(Z.shape[0])
     for j in range(Z.shape[1]):
         lam = stats.yeojohnson_normmax(Z[:warmup, j]) if np.ptp(Z[:warmup, j]) > 0 else 1.0
@@ -178,12 +184,7 @@ def static_gaussian(X: np.ndarray, warmup: int = 500) -> np.ndarray:
     """One Gaussian on the first ``warmup`` events, scaled by their median and MAD."""
     from scipy.stats import multivariate_normal
 
-    W = X[:warmup]
-    centre = np.median(W, axis=0)
-    scale = 1.4826 * np.median(np.abs(W - centre), axis=0)
-    scale = np.where(scale > 0, scale, W.std(axis=0))
-    scale = np.where(scale > 0, scale, 1.0)
-    Z = (X - centre) / scale
+    Z = robust_scaled(X, warmup)
     cov = np.cov(Z[:warmup].T, bias=True).reshape(X.shape[1], X.shape[1])
     cov += 1e-2 * np.eye(X.shape[1])
     return -multivariate_normal(Z[:warmup].mean(axis=0), cov, allow_singular=True).logpdf(Z)

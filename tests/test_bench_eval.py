@@ -51,3 +51,20 @@ def test_hst_reproduces_the_cardio_anchor(shared_data):
     # 21 features: the anchor depends on the features' names (see run_hst).
     ap = eval_detection.metrics(y, eval_detection.run_hst(X))["ap"]
     assert ap == pytest.approx(0.622, abs=5e-4)
+
+
+def test_shuffle_seed_draws_another_shuffle(shared_data):
+    import re
+    import subprocess
+
+    def naive_ap(*extra: str) -> tuple[str, float]:
+        out = subprocess.run(
+            [sys.executable, str(BENCH / "eval_detection.py"), "--datasets", "cardio",
+             "--methods", "naive", "--orders", "shuffled", *extra],
+            capture_output=True, text=True, timeout=300, check=True).stdout
+        return out.splitlines()[0], float(re.search(r"naive .* AP (\d\.\d+)", out).group(1))
+
+    header, ap0 = naive_ap()
+    assert "shuffle seed" not in header and ap0 == pytest.approx(0.215, abs=5e-4)
+    header, ap1 = naive_ap("--shuffle-seed", "1")
+    assert header.endswith("; shuffle seed 1") and abs(ap1 - ap0) > 1e-3
