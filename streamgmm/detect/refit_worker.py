@@ -36,7 +36,7 @@ import numpy as np
 from streamgmm.detect.groups import GroupRule
 from streamgmm.model.em import MixtureParams
 from streamgmm.model.gmm import GaussianMixture
-from streamgmm.model.io import _SCALARS as SCALARS
+from streamgmm.model.io import FIT_SCALARS
 
 log = logging.getLogger("streamgmm.detect.refit")
 
@@ -123,7 +123,7 @@ def result_message(result) -> tuple[dict, dict]:
     if m is not None:
         meta["model"] = {"covariance_type": m.covariance_type,
                          "scalars": {k: getattr(m, k).item() if hasattr(getattr(m, k), "item")
-                                     else getattr(m, k) for k in SCALARS if hasattr(m, k)}}
+                                     else getattr(m, k) for k in FIT_SCALARS if hasattr(m, k)}}
         arrays.update(weights=m.weights_, means=m.means_, covariances=m.covariances_,
                       precisions_cholesky=m.precisions_cholesky_,
                       reg_covar=np.asarray(m.reg_covar, dtype=np.float64))

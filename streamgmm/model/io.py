@@ -21,7 +21,9 @@ FORMAT = "streamgmm-model"
 FORMAT_VERSION = 1
 
 _FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
-_SCALARS = ("converged_", "n_iter_", "lower_bound_")
+# The fitted scalars a model carries beside its arrays (model files and the
+# refit worker's replies both keep them).
+FIT_SCALARS = ("converged_", "n_iter_", "lower_bound_")
 
 
 class ModelFileError(ValueError):
@@ -57,7 +59,7 @@ def save_model(model, path, **extra_arrays) -> None:
         "format_version": FORMAT_VERSION,
         "class": type(model).__name__,
         "params": params,
-        "scalars": {k: _plain(getattr(model, k)) for k in _SCALARS if hasattr(model, k)},
+        "scalars": {k: _plain(getattr(model, k)) for k in FIT_SCALARS if hasattr(model, k)},
     }
     arrays = {"meta": _json_array(meta)}
     arrays.update({name: np.asarray(getattr(model, name)) for name in _FITTED})
