@@ -15,7 +15,7 @@ first ``warmup`` events and never updated.
 
 ``--experiment NAME`` (repeatable) adds variants that need more than
 keyword arguments (the tries behind bench/RESULTS.md's "Tried for the missed
-goals"; none is part of streamgmm):
+goal"; none is part of streamgmm):
 
 - ``relative``: the default detector, events ranked by their score minus the
   threshold in force (how far below the alerting bar), not by the log-density;
@@ -38,9 +38,9 @@ standard deviation per feature, as a ratio to the heaviest component's), how
 many of the N events it holds most (``predict``) and what share of those are
 labelled anomalies.
 
-With no ``--variant`` it runs: one full component, one diagonal component, and
-'auto' with diagonal covariances (the variants behind bench/RESULTS.md's
-reading of the goals).
+With neither ``--variant`` nor ``--experiment`` it runs: one full component,
+one diagonal component, and 'auto' with diagonal covariances (the variants
+behind bench/RESULTS.md's reading of the goals).
 """
 
 from __future__ import annotations
@@ -239,12 +239,15 @@ def main() -> None:
     for name in args.experiment:
         kind, _, value = name.partition("-")
         try:
+            number = float(value) if kind in ("rda", "prior") else float("nan")
             known = name in ("relative", "yeo-johnson") or (
-                kind in ("rda", "prior") and float(value) >= 0)
+                kind == "rda" and 0.0 <= number <= 1.0) or (
+                kind == "prior" and 0.0 <= number < float("inf"))
         except ValueError:
             known = False
         if not known:
-            parser.error(f"--experiment: unknown {name!r} (relative, yeo-johnson, rda-A, prior-K)")
+            parser.error(f"--experiment: unknown {name!r} (relative, yeo-johnson, "
+                         "rda-A with 0 <= A <= 1, prior-K with K >= 0)")
     variants = {"default": {}}
     for spec in args.variant or []:
         name, _, params = spec.partition("=")

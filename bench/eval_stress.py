@@ -47,6 +47,7 @@ e.g. ``--param trim=0.1``: the table is then that detector's.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -56,9 +57,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_detection import metrics, run_hst, run_naive, stream_detector  # noqa: E402
 
+from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
 from streamgmm.testing.mixtures import make_mixture, sample_mixture  # noqa: E402
 
 BATCH = 500
+# What --param may set: AnomalyDetector's keyword arguments.
+DETECTOR_PARAMS = set(inspect.signature(AnomalyDetector).parameters)
 
 
 def _outliers(rng, X: np.ndarray, n: int, widen: float = 1.5) -> np.ndarray:
@@ -200,6 +204,8 @@ def main() -> None:
             sep = ""
         if not sep or not key:
             parser.error(f"--param: expected KEY=JSON, got {spec!r}")
+        if key not in DETECTOR_PARAMS:
+            parser.error(f"--param: {key!r} is not a parameter of AnomalyDetector")
     seeds = [int(x) for x in args.seeds.split(",")]
     refs = ["naive"] + (["hst"] if args.hst else [])
     print(f"seeds {seeds}; " + (f"streamgmm with {json.dumps(params)}; " if params else "")

@@ -47,6 +47,10 @@ def test_a_param_reaches_the_detector_and_is_named_in_the_header():
     bad = subprocess.run([sys.executable, str(BENCH / "eval_stress.py"), "--param", "trim"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "--param: expected KEY=JSON, got 'trim'" in bad.stderr
+    unknown = subprocess.run([sys.executable, str(BENCH / "eval_stress.py"), "--param",
+                              "trimm=0.1"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode != 0
+    assert "--param: 'trimm' is not a parameter of AnomalyDetector" in unknown.stderr
     # It reaches the detector, which refuses a trim below the contamination.
     low = subprocess.run([sys.executable, str(BENCH / "eval_stress.py"), "--streams",
                           "short-high-dim", "--param", "trim=0.01"],

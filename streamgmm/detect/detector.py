@@ -124,12 +124,17 @@ class AnomalyDetector:
         Robust estimates need the trimmed share to exceed the share of
         anomalous events: a stream with more anomalies than the alerts should
         name (a 5 % fraud rate, one alert per 200 events) learns them as normal
-        unless ``trim`` is set above that rate. Trimming more than the stream
-        needs costs the model its tails and small modes (they are not learned),
-        so it stays at ``contamination`` unless the rate is known to be higher.
-        At least ``contamination``, at most 0.25 (a quarter trimmed is the
-        usual bound of robust estimates; the window must keep room to tell a
-        surge of low scores, and a change of regime, from the trimmed share).
+        unless ``trim`` is set above that rate. It keeps out anomalies that are
+        scattered or spread wide; a compact group that recurs all over the
+        window is taken back by refits as a mode of its own, as a small
+        legitimate mode would be (see ``learn_from_anomalies``). Trimming more
+        than the stream needs costs the model its tails and small modes (they
+        are not learned), so it stays at ``contamination`` unless the rate is
+        known to be higher. At least ``contamination``, at most 0.25 (a
+        quarter trimmed is the usual bound of robust estimates; the window must
+        keep room to tell a surge of low scores, and a change of regime, from
+        the trimmed share). Novelty mode ignores it: its reference is clean,
+        and it does not learn.
     window : int, default=5000
         Events kept for the threshold and for refits.
     warmup : int, default=500
@@ -139,15 +144,17 @@ class AnomalyDetector:
         'anomaly' learns from the stream it scores; 'novelty' fits on a
         reference set (``fit``) or a model file (``model_path``) and only scores.
     learn_from_anomalies : bool, default=False
-        Whether flagged events enter the online update. When many more events
-        than ``contamination`` score low at once (a burst of attacks), the bar
-        for learning stays where it was until the burst has passed, so a burst
-        cannot teach the model that it is normal; low-scoring events that fill
-        half the window, or keep coming all over it, are learned as a change
-        of the stream. A refit also takes back held-out events that recur over
-        the window as a group of their own, neither as tight as an attack
-        cluster nor scattered (a small legitimate mode the model lacked, which
-        would otherwise be flagged, never learned, and flagged for good).
+        Whether events below the learning gate (the flagged ones, and with
+        ``trim`` set the rest of the trimmed share) enter the online update.
+        When many more events than that share score low at once (a burst of
+        attacks), the bar for learning stays where it was until the burst has
+        passed, so a burst cannot teach the model that it is normal;
+        low-scoring events that fill half the window, or keep coming all over
+        it, are learned as a change of the stream. A refit also takes back
+        held-out events that recur over the window as a group of their own,
+        neither as tight as an attack cluster nor scattered (a small
+        legitimate mode the model lacked, which would otherwise be flagged,
+        never learned, and flagged for good).
     refit_every : int, default=5000
         Events between background refits (0 = never by count).
     refit_seconds : float, default=0
@@ -250,8 +257,10 @@ class AnomalyDetector:
                              f"got {n_components!r}")
         if trim is not None and not (isinstance(trim, (int, float)) and not isinstance(trim, bool)
                                      and contamination <= trim <= MAX_TRIM):
-            raise ValueError(f"trim: expected a number in [contamination ({contamination}), "
-                             f"{MAX_TRIM}] or None, got {trim!r}")
+            expected = (f"a number in [contamination ({contamination}), {MAX_TRIM}] or None"
+                        if contamination <= MAX_TRIM else
+                        f"None with contamination ({contamination}) above {MAX_TRIM}")
+            raise ValueError(f"trim: expected {expected}, got {trim!r}")
         k_min = select_k[0] if n_components == "auto" else n_components
         if warmup < k_min:
             raise ValueError(f"warmup: expected at least n_components ({k_min}), got {warmup}")
@@ -514,15 +523,30 @@ class AnomalyDetector:
 
     @property
     def _trim_level(self) -> float:
-        """The share of the window kept out of learning: ``trim`` or ``contamination``."""
-        return self.contamination if self.trim is None else float(self.trim)
+        """The share of the window kept out of learning: ``trim`` or ``contamination``
+        (novelty mode fits a clean reference and learns nothing, so ``trim``
+        does not apply)."""
+        if self.trim is None or self.mode == "novelty":
+            return self.contamination
+        return float(self.trim)
+
+    def _surge_margin(self, n: int) -> float:
+        """How far above the trimmed share the held events may go before a hold
+        starts: ``contamination``, or with ``trim`` set at least three binomial
+        standard deviations of the held count in a window of ``n`` (a large
+        trimmed share varies more than a small budget from window to window,
+        and a clean stream must not look like a surge)."""
+        if self.trim is None:
+            return self.contamination
+        t = float(self.trim)
+        return max(self.contamination, 3.0 * np.sqrt(t * (1.0 - t) / max(n, 1)))
 
     def _gate(self) -> float:
         """The score below which an event is kept out of learning and refits.
 
         Normally the ``trim`` percentile of the window (the threshold, unless
         ``trim`` is set). About that share of the window is then kept out of
-        learning; when many more events score low (over ``contamination`` more),
+        learning; when many more events score low (``_surge_margin`` more),
         the window's percentile would soon sit inside them and let the rest of
         them in: a burst of 1,000 near-identical attacks would teach the model
         that it is normal. So while such a surge lasts, the gate stays where it
@@ -530,7 +554,7 @@ class AnomalyDetector:
         """
         if self._hold_gate is not None:
             return self._hold_gate
-        if self._frozen_threshold is not None or self.trim is None:
+        if self._frozen_threshold is not None or self._trim_level == self.contamination:
             return self._threshold()
         return self.threshold_.quantile(self.trim)
 
@@ -541,21 +565,21 @@ class AnomalyDetector:
         or when they are not a burst: when they fill ``REGIME_SHARE`` of the
         window's scored events (an abrupt change of regime): they are taken as
         normal, the gate returns to its percentile and a refit comes next. Scored
-        events, not the whole window: the warm-up's events were fitted, so none
-        of them is held, and early on they would hide a change that every fresh
-        event shows (the warm-up of a card stream that began at midnight has no
-        evening in it: most evening events score below its threshold). This is
-        judged before a hold starts, so a change seen in the first batches after
-        the warm-up never freezes the gate at the warm-up's threshold. Held
+        events, not the whole window: the warm-up's events were fitted, so few
+        of them are held (its lowest-scoring trimmed share), and early on they
+        would hide a change that every fresh event shows (the warm-up of a card
+        stream that began at midnight has no evening in it: most evening
+        events score below its threshold). This is judged before a hold
+        starts, so a change seen in the first batches after the warm-up never
+        freezes the gate at the warm-up's threshold. Held
         events spread over the window rather than bunched in time (more than
-        the trimmed share plus ``contamination`` in ``SPREAD_SHARE`` of its
-        tenths) are a recurring pattern,
-        or a part of the traffic that changed: they are taken as normal too,
-        except in tenths that are mostly held (a burst still in the window
-        stays out).
+        the trimmed share plus its margin, ``_surge_margin``, in
+        ``SPREAD_SHARE`` of its tenths) are a recurring pattern, or a part of
+        the traffic that changed: they are taken as normal too, except in
+        tenths that are mostly held (a burst still in the window stays out).
         """
         n, held = len(self._window), self._window.unlearned()
-        budget = self._trim_level + self.contamination
+        budget = self._trim_level + self._surge_margin(n)
         if held <= budget * n:
             self._hold_gate = None
         elif self._changed_regime():

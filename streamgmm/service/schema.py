@@ -428,7 +428,8 @@ class DetectorConfig:
         None,
         help="Share of recent events kept out of learning and refits (the lowest-scoring); "
         "null: contamination. Set it above the share of events expected to be anomalous "
-        "when that is more than the alert budget, so that they are not learned as normal.",
+        "when that is more than the alert budget, so that they are not learned as normal "
+        "(a compact group that recurs all over the window is still learned as a mode).",
         min=0,
         max=0.25,
         exclusive_min=True,
@@ -448,8 +449,8 @@ class DetectorConfig:
     )
     learn_from_anomalies: bool = option(
         False,
-        help="Let flagged events into the online update (off: a fraud burst cannot "
-        "teach the model that fraud is normal).",
+        help="Let events below the learning gate (flagged, or trimmed) into the online "
+        "update (off: a fraud burst cannot teach the model that fraud is normal).",
     )
     random_state: int | None = option(None, help="Seed for initialisation; set it to reproduce.")
     top_features: int = option(
@@ -460,16 +461,18 @@ class DetectorConfig:
     refit: RefitConfig = option(help="Periodic refit.", factory=RefitConfig)
 
     def check(self) -> list[tuple[str, str]]:
-        """The warm-up fits in the window and has at least one event per component."""
+        """The warm-up fits in the window and has at least one event per component;
+        trim is at least contamination."""
         problems = []
         if self.warmup > self.window:
             problems.append(
                 ("warmup", f"expected at most window ({self.window}), got {self.warmup}")
             )
         if self.trim is not None and self.trim < self.contamination:
-            problems.append(
-                ("trim", f"expected at least contamination ({self.contamination}), got {self.trim}")
-            )
+            expected = (f"at least contamination ({self.contamination})"
+                        if self.contamination <= 0.25 else
+                        f"null with contamination ({self.contamination}) above 0.25")
+            problems.append(("trim", f"expected {expected}, got {self.trim}"))
         k = self.refit.select_k.min if self.n_components == "auto" else self.n_components
         if self.warmup < k:
             problems.append(("warmup", f"expected at least n_components ({k}), got {self.warmup}"))

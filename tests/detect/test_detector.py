@@ -202,26 +202,81 @@ def test_a_rare_category_gets_a_finite_moderate_score():
 
 
 @pytest.mark.parametrize("trim", [0.01, 0.3, True, "0.1"])
-def test_trim_outside_contamination_to_half_is_named(trim):
+def test_trim_outside_contamination_to_a_quarter_is_named(trim):
     with pytest.raises(ValueError, match=r"trim: expected a number in \[contamination \(0.02\), "
                                          r"0.25\] or None, got"):
         AnomalyDetector(contamination=0.02, trim=trim)
+    with pytest.raises(ValueError, match=r"trim: expected None with contamination \(0.3\) "
+                                         r"above 0.25, got 0.3"):
+        AnomalyDetector(contamination=0.3, trim=0.3)
 
 
-def test_trim_sets_the_learning_gate_apart_from_the_alert_threshold():
+def _counting_mark_learned(det: AnomalyDetector) -> list[int]:
+    """Count the detector's calls that take held events back as normal."""
+    calls, original = [0], det._window.mark_learned
+
+    def counted(*args):
+        calls[0] += 1
+        return original(*args)
+
+    det._window.mark_learned = counted
+    return calls
+
+
+@pytest.mark.parametrize("trim,contamination,window", [
+    (0.1, 0.02, 2000), (0.25, 0.005, 1000), (0.25, 0.005, 5000)])
+def test_trim_sets_the_learning_gate_apart_from_the_alert_threshold(trim, contamination, window):
     rng = np.random.default_rng(3)
-    det = AnomalyDetector(n_components=1, warmup=500, window=2000, contamination=0.02,
-                          trim=0.1, refit_enabled=False, random_state=0)
-    for _ in range(12):
-        out = det.process(rng.normal(size=(250, 3)))
-    window = det.threshold_.values()
-    assert det.threshold_value == pytest.approx(np.percentile(window, 2))
-    assert det._gate() == pytest.approx(np.percentile(window, 10))
-    # Alerts stay at the budget while a tenth of what is scored stays out of learning.
+    det = AnomalyDetector(n_components=1, warmup=500, window=window,
+                          contamination=contamination, trim=trim, refit_enabled=False,
+                          random_state=0)
+    det.process(rng.normal(size=(500, 3)))
+    # The warm-up fit leaves its lowest-scoring trimmed share out.
+    assert det._window.learned_ordered().mean() == pytest.approx(1 - trim, abs=0.01)
+    calls = _counting_mark_learned(det)
+    holds = 0
+    for _ in range(40):
+        det.process(rng.normal(size=(250, 3)))
+        holds += det._hold_gate is not None
+    window_scores = det.threshold_.values()
+    assert det.threshold_value == pytest.approx(np.percentile(window_scores, 100 * contamination))
+    assert det._gate() == pytest.approx(np.percentile(window_scores, 100 * trim))
+    # A clean stream's trimmed share varies by chance; that is no surge.
+    assert holds == 0 and calls[0] == 0
+    # Alerts stay at the budget while the trimmed share stays out of learning.
     out = det.process(rng.normal(size=(4000, 3)))
-    assert 0.01 <= out.is_anomaly.mean() <= 0.035
+    assert out.is_anomaly.mean() == pytest.approx(contamination, abs=contamination / 2 + 0.004)
     scored, held = det._window.count_since(det._first_scored)
-    assert 0.07 <= held / scored <= 0.13
+    assert held / scored == pytest.approx(trim, abs=0.03)
+    det.close()
+
+
+def test_trim_sets_what_a_refit_is_given_and_a_burst_above_it_still_holds():
+    rng = np.random.default_rng(4)
+    det = AnomalyDetector(n_components=1, warmup=500, window=2000, trim=0.1, refit_every=1000,
+                          refit_worker="thread", random_state=0)
+    kept = []
+    submit = det._refitter.submit
+
+    def capture(X, preq, params, seq, keep, rule):
+        kept.append(keep.mean())
+        return submit(X, preq, params, seq, keep=keep, rule=rule)
+
+    det._refitter.submit = capture
+    for _ in range(12):
+        det.process(rng.normal(size=(250, 3)))
+        det.wait_for_refit()
+    assert kept and all(abs(k - 0.9) < 0.02 for k in kept), kept
+    assert det.refit_counts["accepted"] + det.refit_counts["rejected"] == len(kept)
+    # A burst of near-identical events, a fifth of the window: more than the
+    # trimmed share, so the learning gate holds and the burst is not learned.
+    burst = np.array([6.0, -6.0, 6.0]) + rng.normal(0, 0.05, (400, 3))
+    before = det.score_samples(burst)
+    for i in range(0, 400, 100):
+        det.process(burst[i:i + 100])
+    assert det._hold_gate is not None
+    assert not det._window.learned_ordered()[-400:].any()
+    assert det.score_samples(burst).max() < before.max() + 1.0
     det.close()
 
 

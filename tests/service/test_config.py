@@ -482,5 +482,7 @@ def test_trim_is_optional_at_least_contamination_and_reaches_the_detector():
     assert params["trim"] == 0.05 and AnomalyDetector(**params).trim == 0.05
     assert problems_of(with_(MINIMAL, "detector", contamination=0.02, trim=0.01)) == [
         "detector.trim: expected at least contamination (0.02), got 0.01"]
+    assert problems_of(with_(MINIMAL, "detector", contamination=0.3, trim=0.25)) == [
+        "detector.trim: expected null with contamination (0.3) above 0.25, got 0.25"]
     assert problems_of(with_(MINIMAL, "detector", trim=0.7)) == [
         "detector.trim: expected a number in (0, 0.25], got 0.7"]
