@@ -312,3 +312,14 @@ def test_trim_above_the_anomaly_rate_keeps_anomalies_out_of_the_model():
         det.close()
     assert ap[0.12] > ap[None] + 0.1, ap
     assert held_out[0.12] > held_out[None], held_out
+
+
+def test_novelty_mode_ignores_trim_its_reference_is_clean():
+    rng = np.random.default_rng(5)
+    det = AnomalyDetector(n_components=1, mode="novelty", contamination=0.02, trim=0.2,
+                          window=2000, random_state=0)
+    det.fit(rng.normal(size=(1000, 3)))
+    # The reference fit leaves out the contamination share, not the trim.
+    assert det._window.learned_ordered().mean() == pytest.approx(0.98, abs=0.005)
+    assert det._gate() == det.threshold_value
+    det.close()
