@@ -554,9 +554,9 @@ class AnomalyDetector:
         """
         if self._hold_gate is not None:
             return self._hold_gate
-        if self._frozen_threshold is not None or self._trim_level == self.contamination:
-            return self._threshold()
-        return self.threshold_.quantile(self.trim)
+        if self._frozen_threshold is not None:
+            return self._frozen_threshold
+        return self.threshold_.quantile(self._trim_level)
 
     def _update_hold(self, gate: float) -> None:
         """Start, keep or end a hold after a batch scored against ``gate``.
