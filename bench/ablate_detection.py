@@ -161,22 +161,29 @@ def shrunk_covariances(intensity):
         online.OnlineGaussianMixture._restart = restart
 
 
+def shrinkage(name: str):
+    """The covariance shrinkage of an ``rda-A`` or ``prior-K`` experiment, as a
+    function of (events per component, dimension); None for any other name or
+    a value out of range."""
+    kind, _, value = name.partition("-")
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if kind == "rda" and 0.0 <= number <= 1.0:
+        return lambda n, d: np.full(n.shape, number)
+    if kind == "prior" and 0.0 <= number < float("inf"):
+        return lambda n, d: number * (d + 1) / (n + number * (d + 1))
+    return None
+
+
 def experiment(name: str, X: np.ndarray) -> np.ndarray:
-    """Anomaly scores of one ``--experiment``."""
+    """Anomaly scores of one ``--experiment`` (a name ``main`` has checked)."""
     if name == "relative":
         return stream_margin(X)
     if name == "yeo-johnson":
         return yeo_johnson(X)
-    kind, _, value = name.partition("-")
-    if kind == "rda":
-        def intensity(n, d):
-            return np.full(n.shape, float(value))
-    elif kind == "prior":
-        def intensity(n, d):
-            return float(value) * (d + 1) / (n + float(value) * (d + 1))
-    else:
-        raise SystemExit(f"--experiment: unknown {name!r}")
-    with shrunk_covariances(intensity):
+    with shrunk_covariances(shrinkage(name)):
         return stream(X, refit_worker="thread")
 
 
@@ -237,15 +244,7 @@ def main() -> None:
                     inspect(X, y, args.inspect)
         return
     for name in args.experiment:
-        kind, _, value = name.partition("-")
-        try:
-            number = float(value) if kind in ("rda", "prior") else float("nan")
-            known = name in ("relative", "yeo-johnson") or (
-                kind == "rda" and 0.0 <= number <= 1.0) or (
-                kind == "prior" and 0.0 <= number < float("inf"))
-        except ValueError:
-            known = False
-        if not known:
+        if name not in ("relative", "yeo-johnson") and shrinkage(name) is None:
             parser.error(f"--experiment: unknown {name!r} (relative, yeo-johnson, "
                          "rda-A with 0 <= A <= 1, prior-K with K >= 0)")
     variants = {"default": {}}

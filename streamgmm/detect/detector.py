@@ -532,13 +532,13 @@ class AnomalyDetector:
 
     def _surge_margin(self, n: int) -> float:
         """How far above the trimmed share the held events may go before a hold
-        starts: ``contamination``, or with ``trim`` set at least three binomial
+        starts: ``contamination``, or with a larger ``trim`` at least three binomial
         standard deviations of the held count in a window of ``n`` (a large
         trimmed share varies more than a small budget from window to window,
         and a clean stream must not look like a surge)."""
-        if self.trim is None:
+        t = self._trim_level
+        if t == self.contamination:
             return self.contamination
-        t = float(self.trim)
         return max(self.contamination, 3.0 * np.sqrt(t * (1.0 - t) / max(n, 1)))
 
     def _gate(self) -> float:

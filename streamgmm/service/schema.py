@@ -28,6 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# The largest detector.trim: the detector's own bound (streamgmm.detect.detector
+# MAX_TRIM; a test keeps them equal, so that this module imports nothing heavy).
+MAX_TRIM = 0.25
+
 # Keys of ``source.kafka.client_options`` whose values are redacted in logs.
 SECRET_WORDS = ("password", "secret", "token")
 
@@ -431,7 +435,7 @@ class DetectorConfig:
         "when that is more than the alert budget, so that they are not learned as normal "
         "(a compact group that recurs all over the window is still learned as a mode).",
         min=0,
-        max=0.25,
+        max=MAX_TRIM,
         exclusive_min=True,
     )
     window: int = option(5_000, help="Events in the rolling threshold and refit window.", min=1)
@@ -470,8 +474,8 @@ class DetectorConfig:
             )
         if self.trim is not None and self.trim < self.contamination:
             expected = (f"at least contamination ({self.contamination})"
-                        if self.contamination <= 0.25 else
-                        f"null with contamination ({self.contamination}) above 0.25")
+                        if self.contamination <= MAX_TRIM else
+                        f"null with contamination ({self.contamination}) above {MAX_TRIM}")
             problems.append(("trim", f"expected {expected}, got {self.trim}"))
         k = self.refit.select_k.min if self.n_components == "auto" else self.n_components
         if self.warmup < k:

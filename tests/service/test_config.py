@@ -486,3 +486,11 @@ def test_trim_is_optional_at_least_contamination_and_reaches_the_detector():
         "detector.trim: expected null with contamination (0.3) above 0.25, got 0.25"]
     assert problems_of(with_(MINIMAL, "detector", trim=0.7)) == [
         "detector.trim: expected a number in (0, 0.25], got 0.7"]
+
+
+def test_the_schema_bounds_trim_as_the_detector_does():
+    from streamgmm.detect.detector import MAX_TRIM
+    from streamgmm.service import schema
+
+    field = {f.name: f for f in dataclasses.fields(schema.DetectorConfig)}["trim"]
+    assert field.metadata["max"] == schema.MAX_TRIM == MAX_TRIM
