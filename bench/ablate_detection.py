@@ -28,7 +28,13 @@ goal"; none is part of streamgmm):
   analysis), e.g. ``rda-0.5``;
 - ``prior-K``: the same shrinkage with the intensity of a prior worth K (d+1)
   events, kappa / (n_k + kappa), n_k in events (the online model's effective
-  number of events), e.g. ``prior-1``.
+  number of events), e.g. ``prior-1``;
+- ``untrimmed-warmup``: the default detector whose warm-up fit keeps all its
+  events (no refit without the lowest-scoring share);
+- ``floor-capped``: the default detector whose per-feature quantisation floor
+  (step^2 / 12 of a discrete feature) is capped at the feature's own variance
+  in the warm-up (a feature with a spike and a few far values, read as two
+  levels a wide step apart, otherwise gets a floor far above its spread).
 
 The last two patch the M-step in this process and run refits on a thread.
 
@@ -177,12 +183,56 @@ def shrinkage(name: str):
     return None
 
 
+@contextlib.contextmanager
+def untrimmed_warmup():
+    """Patch the detector: its warm-up fit keeps every warm-up event."""
+    fit_initial, trim_level = AnomalyDetector._fit_initial, AnomalyDetector._trim_level
+
+    def fit(self, X_raw):
+        AnomalyDetector._trim_level = property(lambda self: 0.0)
+        try:
+            return fit_initial(self, X_raw)
+        finally:
+            AnomalyDetector._trim_level = trim_level
+
+    AnomalyDetector._fit_initial = fit
+    try:
+        yield
+    finally:
+        AnomalyDetector._fit_initial = fit_initial
+
+
+@contextlib.contextmanager
+def capped_floor():
+    """Patch the detector: the quantisation floor of a feature that varies in
+    the warm-up is at most the feature's variance there."""
+    import streamgmm.detect.detector as dm
+
+    original = dm.quantisation_floor
+
+    def floor(X):
+        varies = np.ptp(X, axis=0) > 0
+        return np.where(varies, np.minimum(original(X), X.var(axis=0)), original(X))
+
+    dm.quantisation_floor = floor
+    try:
+        yield
+    finally:
+        dm.quantisation_floor = original
+
+
+PATCHES = {"untrimmed-warmup": untrimmed_warmup, "floor-capped": capped_floor}
+
+
 def experiment(name: str, X: np.ndarray) -> np.ndarray:
     """Anomaly scores of one ``--experiment`` (a name ``main`` has checked)."""
     if name == "relative":
         return stream_margin(X)
     if name == "yeo-johnson":
         return yeo_johnson(X)
+    if name in PATCHES:
+        with PATCHES[name]():
+            return stream(X)
     with shrunk_covariances(shrinkage(name)):
         return stream(X, refit_worker="thread")
 
@@ -226,7 +276,8 @@ def main() -> None:
     parser.add_argument("--static", action="store_true",
                         help="add one Gaussian fitted on the warm-up, never updated")
     parser.add_argument("--experiment", action="append", default=[],
-                        help="relative, yeo-johnson, rda-A or prior-K (repeatable)")
+                        help="relative, yeo-johnson, untrimmed-warmup, floor-capped, rda-A "
+                             "or prior-K (repeatable)")
     parser.add_argument("--inspect", type=int, default=0, metavar="N",
                         help="print the default mixture after N events instead")
     args = parser.parse_args()
@@ -244,9 +295,9 @@ def main() -> None:
                     inspect(X, y, args.inspect)
         return
     for name in args.experiment:
-        if name not in ("relative", "yeo-johnson") and shrinkage(name) is None:
+        if name not in ("relative", "yeo-johnson", *PATCHES) and shrinkage(name) is None:
             parser.error(f"--experiment: unknown {name!r} (relative, yeo-johnson, "
-                         "rda-A with 0 <= A <= 1, prior-K with K >= 0)")
+                         f"{', '.join(PATCHES)}, rda-A with 0 <= A <= 1, prior-K with K >= 0)")
     variants = {"default": {}}
     for spec in args.variant or []:
         name, _, params = spec.partition("=")
@@ -255,7 +306,9 @@ def main() -> None:
         variants.update(VARIANTS)
     names = list(variants) + args.experiment + (["static"] if args.static else [])
     means: dict[tuple[str, str], list[float]] = {}
-    print(f"{'data set':<13}{'order':<10}" + "".join(f"{n:>12}" for n in names))
+    width = [max(12, len(n) + 2) for n in names]
+    print(f"{'data set':<13}{'order':<10}"
+          + "".join(f"{n:>{w}}" for n, w in zip(names, width, strict=True)))
     for dataset in args.datasets.split(","):
         loaded = ed.load(dataset, None)
         if loaded is None:
@@ -279,11 +332,12 @@ def main() -> None:
                     ap = average_precision_score(y, s)
                     means.setdefault((order, name), []).append(ap)
                     row.append(ap)
-            print(f"{dataset:<13}{order:<10}" + "".join(f"{ap:>12.3f}" for ap in row),
-                  flush=True)
+            print(f"{dataset:<13}{order:<10}"
+                  + "".join(f"{ap:>{w}.3f}" for ap, w in zip(row, width, strict=True)), flush=True)
     for order in args.orders.split(","):
         print(f"{'mean':<13}{order:<10}"
-              + "".join(f"{np.mean(means.get((order, n), [np.nan])):>12.3f}" for n in names))
+              + "".join(f"{np.mean(means.get((order, n), [np.nan])):>{w}.3f}"
+                        for n, w in zip(names, width, strict=True)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -50,3 +52,44 @@ def test_experiments_get_an_ap_each_and_unknown_ones_are_refused(shared_data):
                           "cardio", "--experiment", "nope"], capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode != 0 and "--experiment: unknown 'nope'" in bad.stderr
+
+
+def test_warmup_and_floor_experiments_change_cardio_and_leave_the_detector_as_it_was(
+        shared_data):
+    out = _run("--datasets", "cardio", "--orders", "shuffled", "--experiment",
+               "untrimmed-warmup", "--experiment", "floor-capped", "--variant", "again={}")
+    header, row, _ = out.splitlines()[-3:]
+    assert header.split()[3:] == ["default", "again", "untrimmed-warmup", "floor-capped"]
+    default, again, untrimmed, capped = (float(x) for x in row.split()[2:])
+    # Each patch moves cardio (its warm-up holds 9.6 % anomalies, and a feature
+    # with one far value besides a spike), and the default is deterministic.
+    assert default == again and untrimmed != default and capped != default
+
+
+def test_the_patches_are_undone_and_cap_a_spiky_feature_s_floor():
+    import importlib.util
+
+    import numpy as np
+
+    from streamgmm.detect import detector as dm
+
+    spec = importlib.util.spec_from_file_location("ablate", BENCH / "ablate_detection.py")
+    ablate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablate)
+    floor, fit, level = dm.quantisation_floor, dm.AnomalyDetector._fit_initial, \
+        dm.AnomalyDetector._trim_level
+    # A spike at 0 and one event at 20: two "levels" 20 apart, variance 0.8.
+    X = np.zeros((500, 2))
+    X[0, 0] = 20.0
+    X[:, 1] = np.arange(500) % 4  # a genuine count: step 1, floor 1/12, variance 1.25
+    assert floor(X)[0] > 30.0
+    with ablate.capped_floor():
+        capped = dm.quantisation_floor(X)
+        assert capped[0] == pytest.approx(X[:, 0].var()) and capped[1] == 1.0 / 12.0
+    with ablate.untrimmed_warmup():
+        det = dm.AnomalyDetector(warmup=200, random_state=0, refit_enabled=False)
+        det.process(np.random.default_rng(0).normal(size=(200, 2)))
+        assert det.model is not None and det._trim_level == det.contamination
+        det.close()
+    assert (dm.quantisation_floor, dm.AnomalyDetector._fit_initial,
+            dm.AnomalyDetector._trim_level) == (floor, fit, level)
