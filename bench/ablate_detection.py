@@ -36,7 +36,9 @@ goal"; none is part of streamgmm):
   in the warm-up (a feature with a spike and a few far values, read as two
   levels a wide step apart, otherwise gets a floor far above its spread).
 
-The last two patch the M-step in this process and run refits on a thread.
+``rda-A`` and ``prior-K`` patch the M-step in this process and run refits on a
+thread; ``untrimmed-warmup`` and ``floor-capped`` patch what only the detector's
+own process runs (its warm-up fit, the floor it hands to refits).
 
 ``--inspect N`` prints, instead, the default detector's mixture after the first N
 events of each data set and order: each component's weight, its spread (the
