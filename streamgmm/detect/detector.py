@@ -17,7 +17,7 @@ from streamgmm.detect.groups import GroupRule, select_by_bic, spread_logdet
 from streamgmm.detect.refit import RefitResult, Refitter
 from streamgmm.detect.threshold import RollingThreshold
 from streamgmm.detect.window import FeatureWindow
-from streamgmm.model.base import ConvergenceWarning, check_array
+from streamgmm.model.base import MAX_MAGNITUDE, ConvergenceWarning, check_array
 from streamgmm.model.estep import log_gaussian_prob, logsumexp_rows
 from streamgmm.model.gmm import GaussianMixture
 from streamgmm.model.online import OnlineGaussianMixture
@@ -252,9 +252,20 @@ class AnomalyDetector:
     ):
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-        if n_components != "auto" and (not isinstance(n_components, int) or n_components < 1):
-            raise ValueError(f"n_components: expected an integer >= 1 or 'auto', "
-                             f"got {n_components!r}")
+        if n_components != "auto":
+            if not _is_int(n_components) or n_components < 1:
+                raise ValueError(f"n_components: expected an integer >= 1 or 'auto', "
+                                 f"got {n_components!r}")
+            n_components = int(n_components)
+        for name, value in (("window", window), ("warmup", warmup)):
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if not _is_int(top_features) or top_features < 0:
+            raise ValueError(f"top_features: expected an integer >= 0, got {top_features!r}")
+        if (len(tuple(select_k)) != 2 or not all(_is_int(k) for k in select_k)
+                or not 1 <= select_k[0] <= select_k[1]):
+            raise ValueError(f"select_k: expected (low, high) with 1 <= low <= high, "
+                             f"got {select_k!r}")
         if trim is not None and not (isinstance(trim, (int, float)) and not isinstance(trim, bool)
                                      and contamination <= trim <= MAX_TRIM):
             expected = (f"a number in [contamination ({contamination}), {MAX_TRIM}] or None"
@@ -262,8 +273,9 @@ class AnomalyDetector:
                         f"None with contamination ({contamination}) above {MAX_TRIM}")
             raise ValueError(f"trim: expected {expected}, got {trim!r}")
         k_min = select_k[0] if n_components == "auto" else n_components
-        if warmup < k_min:
-            raise ValueError(f"warmup: expected at least n_components ({k_min}), got {warmup}")
+        if warmup < max(k_min, 2):
+            raise ValueError(f"warmup: expected at least n_components ({k_min}) and 2 events, "
+                             f"got {warmup}")
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.contamination = contamination
@@ -362,7 +374,9 @@ class AnomalyDetector:
             self.center_ = np.median(X, axis=0)
             mad = 1.4826 * np.median(np.abs(X - self.center_), axis=0)
             std = X.std(axis=0)
-            self.scale_ = np.where(mad > 0, mad, np.where(std > 0, std, 1.0))
+            # A spread too small to square in float64 counts as none.
+            tiny = 1.0 / MAX_MAGNITUDE
+            self.scale_ = np.where(mad > tiny, mad, np.where(std > tiny, std, 1.0))
         # log p(x) = log p(z) - sum(log scale): scores stay densities of x.
         self._log_jacobian = float(np.log(self.scale_).sum())
         floor = np.zeros_like(self.scale_) if X is None else quantisation_floor(X) / self.scale_**2
@@ -380,7 +394,10 @@ class AnomalyDetector:
         return self.reg_covar if self.floor_ is None else self.floor_
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.center_) / self.scale_
+        # Clipped: a value far beyond a small warm-up spread stays finite when
+        # squared (it is astronomically unusual either way).
+        Z = (X - self.center_) / self.scale_
+        return np.clip(Z, -MAX_MAGNITUDE, MAX_MAGNITUDE, out=Z)
 
     def _start_from(self, fitted, X: np.ndarray | None = None) -> None:
         n_events = None if X is None else X.shape[0]
@@ -627,6 +644,9 @@ class AnomalyDetector:
         with self._lock:
             X = check_array(X, n_features=None if self.model is None else
                             self.model.n_features_in_)
+            if self.model is None and self._warm and X.shape[1] != self._warm[0].shape[1]:
+                raise ValueError(f"X: has {X.shape[1]} features, but the warm-up's earlier "
+                                 f"events have {self._warm[0].shape[1]}")
             self._apply_refit(self._refitter.poll())
             if self.model is None:
                 return self._buffer_warmup(X) if learn else self._empty(*X.shape)
@@ -638,7 +658,19 @@ class AnomalyDetector:
         self.n_events_ += n
         buffered = sum(x.shape[0] for x in self._warm)
         if buffered >= self.warmup:
-            self._fit_initial(np.vstack(self._warm))
+            version = self.model_version
+            try:
+                self._fit_initial(np.vstack(self._warm))
+            except Exception:
+                # The batch is refused as a whole: the next one finds the
+                # warm-up as it was, not a buffer that fails every fit again.
+                self._warm.pop()
+                self.n_events_ -= n
+                self.model, self.model_version, self._window, self._major = None, version, \
+                    None, None
+                self.center_ = self.scale_ = self.floor_ = None
+                self.threshold_ = RollingThreshold(self.window, self.contamination)
+                raise
             self._warm = []
         return self._empty(n, X.shape[1])
 
@@ -897,6 +929,11 @@ class AnomalyDetector:
     def from_config(cls, cfg, feature_names: list[str] | None = None) -> AnomalyDetector:
         """A detector from the daemon's ``detector`` config section."""
         return cls(**cls.config_params(cfg, feature_names))
+
+
+def _is_int(value) -> bool:
+    """An integer (numpy's too), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def quantisation_floor(X: np.ndarray) -> np.ndarray:

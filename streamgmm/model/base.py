@@ -76,8 +76,15 @@ class EstimatorMixin:
         )
 
 
+#: Largest magnitude a feature value may have. Squares of values, and their sums
+#: over a window, must stay inside float64 (about 1.8e308) with room for the
+#: scaling a detector applies; no measurement comes near it.
+MAX_MAGNITUDE = 1e100
+
+
 def check_array(X, name: str = "X", n_features: int | None = None) -> np.ndarray:
-    """X as a finite float64 array of shape (n_samples, n_features), or a clear error."""
+    """X as a float64 array of shape (n_samples, n_features) whose values are
+    finite and within ``MAX_MAGNITUDE``, or a clear error."""
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -92,11 +99,14 @@ def check_array(X, name: str = "X", n_features: int | None = None) -> np.ndarray
         raise ValueError(f"{name}: expected a 2-D array, got {arr.ndim} dimensions")
     if arr.shape[1] == 0:
         raise ValueError(f"{name}: expected at least one feature, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
+    inside = np.abs(arr) <= MAX_MAGNITUDE  # False for NaN too
+    if not inside.all():
+        bad = np.argwhere(~inside)[0]
+        value = arr[bad[0], bad[1]]
+        expected = (f"values within ±{MAX_MAGNITUDE:g}" if np.isfinite(value)
+                    else "finite values")
         raise ValueError(
-            f"{name}: expected finite values, got {arr[bad[0], bad[1]]} at row {bad[0]}, "
-            f"column {bad[1]}"
+            f"{name}: expected {expected}, got {value} at row {bad[0]}, column {bad[1]}"
         )
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(

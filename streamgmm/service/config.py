@@ -107,6 +107,9 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         text = default_config_text() if path is None else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{origin}: cannot read: {exc.strerror or exc}"], origin) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{origin}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                           f"offset {exc.start}); save the file as UTF-8"], origin) from exc
     data, problems = _parse_yaml(text)
     if data is _INVALID:
         raise ConfigError(problems, origin)

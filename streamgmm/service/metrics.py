@@ -34,6 +34,8 @@ DEFAULT_DECODE_REASONS: tuple[str, ...] = (
     "not_a_number",
     "non_finite",
     "transform",
+    "out_of_range",
+    "rejected",
     "other",
 )
 REFIT_OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "failed")

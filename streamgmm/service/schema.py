@@ -305,8 +305,15 @@ class FeatureField:
         return self.path or self.name
 
     def check(self) -> list[tuple[str, str]]:
-        """Each transform's parameters are present, and only with that transform."""
+        """The name is not empty, the path has no empty part; each transform's
+        parameters are present, and only with that transform."""
         problems = []
+        if not self.name.strip():
+            problems.append(("name", f"expected a non-empty name, got {self.name!r}"))
+        elif "" in self.source_path.split("."):
+            key = "path" if self.path else "name"
+            problems.append((key, f"expected dotted names with no empty part, "
+                                  f"got {self.source_path!r}"))
         needs = {"scale": "scale", "cyclic": "period", "onehot": "vocabulary"}
         for transform, key in needs.items():
             present = getattr(self, key) is not None
@@ -438,9 +445,15 @@ class DetectorConfig:
         max=MAX_TRIM,
         exclusive_min=True,
     )
-    window: int = option(5_000, help="Events in the rolling threshold and refit window.", min=1)
+    window: int = option(
+        5_000,
+        help="Events in the rolling threshold and refit window (kept in memory: "
+        "window x features x 8 bytes, twice over during a refit).",
+        min=1,
+        max=10_000_000,
+    )
     warmup: int = option(
-        1_000, help="Events buffered and batch-fitted before the first score.", min=1
+        1_000, help="Events buffered and batch-fitted before the first score.", min=2
     )
     mode: Literal["anomaly", "novelty"] = option(
         "anomaly",

@@ -119,10 +119,15 @@ def iso_time(epoch_ms: float) -> str | None:
     '2024-03-04T00:00:00.000Z'
     >>> iso_time(float("nan")) is None
     True
+    >>> iso_time(1e20) is None  # beyond the year 9999: unknown too
+    True
     """
     if epoch_ms is None or not math.isfinite(epoch_ms):
         return None
-    moment = datetime.fromtimestamp(epoch_ms / 1000.0, tz=timezone.utc)
+    try:
+        moment = datetime.fromtimestamp(epoch_ms / 1000.0, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # beyond years 1-9999: unknown too
+        return None
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

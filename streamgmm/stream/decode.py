@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
+from streamgmm.model.base import MAX_MAGNITUDE
 from streamgmm.service.schema import FeatureField, FeaturesConfig
 from streamgmm.stream.records import Record
-from streamgmm.stream.transforms import Transform, build_transform
+from streamgmm.stream.transforms import Transform, build_transform, show_number
 
 #: Every reason a record can be rejected for, in a fixed order.
 REASONS = (
@@ -42,6 +43,8 @@ REASONS = (
     "not_a_number",  # a string where a number is expected
     "non_finite",  # a number out of float range (or nan/inf in CSV)
     "transform",  # the transform is undefined for the value (log1p of -3)
+    "out_of_range",  # a feature beyond ±MAX_MAGNITUDE, an event time outside years 1-9999
+    "rejected",  # decoded, then refused by the detector (the detail says why)
 )
 
 
@@ -87,6 +90,10 @@ _FAST_TYPES: dict[str, Any] = {
     _TIME_TEXT: str | None,
 }
 
+
+# Event times must name a moment of years 1-9999 in UTC (alerts print them).
+_FIRST_MS = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp() * 1000.0
+_LAST_MS = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp() * 1000.0
 
 # Stands in for the record of an event given as an object (no key, no timestamp).
 _NO_RECORD = Record("", 0, -1, None, b"")
@@ -161,10 +168,12 @@ class Decoder:
     def decode(self, records: Sequence[Record]) -> Decoded:
         """Decode records whose values are JSON objects (one event each)."""
         values = [record.value for record in records]
+        if None in values:  # a Kafka tombstone: a record without a value
+            values = [b"" if v is None else v for v in values]
         if self._fast is not None and max(map(len, values), default=0) <= self.max_bytes:
             try:  # the common case, every record good: one C-speed pass
                 events = list(map(self._fast.decode, values))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 pass
             else:
                 columns = [list(map(get, events)) for get in self._getters]
@@ -182,12 +191,15 @@ class Decoder:
             if len(value) > max_bytes:
                 errors[i] = _too_large(len(value), max_bytes)
                 continue
+            if not value or value.isspace():
+                errors[i] = Reason("bad_json", "empty message: no value to decode")
+                continue
             if decode_one is not None:
                 try:
                     fast_events.append(decode_one(value))
                     fast_rows.append(i)
                     continue
-                except (msgspec.DecodeError, msgspec.ValidationError):
+                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                     pass
             self._slow_json(i, value, slow, errors)
         if self._fast is None:
@@ -252,6 +264,9 @@ class Decoder:
             obj = _stdlib_json(value)  # a number beyond float range: find out which field
         except msgspec.DecodeError as exc:
             errors[i] = Reason("bad_json", str(exc))
+            return
+        except RecursionError:
+            errors[i] = Reason("bad_json", "nested too deeply to decode")
             return
         if isinstance(obj, Reason):
             errors[i] = obj
@@ -331,19 +346,32 @@ class Decoder:
         block, bad = transform.apply(x)
         for i in np.flatnonzero(bad):
             _first(errs, i, Reason("transform", transform.explain(float(x[i]))))
+        # The model squares feature values: keep them far inside float64's range.
+        beyond = ~(np.abs(block) <= MAX_MAGNITUDE).all(axis=1)
+        for i in np.flatnonzero(beyond & ~bad):
+            _first(errs, i, Reason("out_of_range", f"{name}: {show_number(float(x[i]))} is "
+                                   f"beyond ±{MAX_MAGNITUDE:g} as a feature"))
         return block
 
     def _times(self, records, rows, column, errs) -> np.ndarray:
         if column is None:
             chosen = records if len(rows) == len(records) else [records[r] for r in rows]
             return _floats([record.timestamp_ms for record in chosen])
+        path = self.config.event_time
         if self.config.event_time_format == "iso8601":
-            return _iso_times(self.config.event_time, column, errs)
+            return _iso_times(path, column, errs)
         factor = 1000.0 if self.config.event_time_format == "epoch_s" else 1.0
-        out = _floats(column)
-        for j in np.flatnonzero(np.isinf(out)):
-            _first(errs, j, Reason("non_finite", f"{self.config.event_time}: {out[j]}"))
-        return out * factor
+        given = _floats(column)
+        for j in np.flatnonzero(np.isinf(given)):
+            _first(errs, j, Reason("non_finite", f"{path}: {given[j]}"))
+        with np.errstate(over="ignore"):  # an epoch_s past 1.8e305 becomes inf
+            out = given * factor
+        # Alerts print event times: they must name a moment of years 1-9999.
+        outside = ~((out >= _FIRST_MS) & (out <= _LAST_MS)) & ~np.isnan(out)
+        for j in np.flatnonzero(outside & np.isfinite(given)):
+            _first(errs, j, Reason("out_of_range", f"{path}: {show_number(column[j])} is "
+                                   "outside the years 1-9999"))
+        return out
 
 
 # ------------------------------------------------------------------------- helpers
@@ -502,7 +530,12 @@ def _iso_times(path: str, column: list[Any], errs: list[Reason | None]) -> np.nd
             continue
         if moment.tzinfo is None:  # a time without offset is taken as UTC
             moment = moment.replace(tzinfo=timezone.utc)
-        out[j] = moment.timestamp() * 1000.0
+        ms = moment.timestamp() * 1000.0
+        if not _FIRST_MS <= ms <= _LAST_MS:  # e.g. 0001-01-01T00:00+01:00
+            _first(errs, j, Reason("out_of_range", f"{path}: {_show(text)} is outside "
+                                   "the years 1-9999 in UTC"))
+            continue
+        out[j] = ms
     return out
 
 

@@ -16,6 +16,7 @@ Every sink has :class:`~streamgmm.stream.kafka_io.KafkaSink`'s ``send``,
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -105,8 +106,11 @@ class _Lines(_LocalSource):
         """The record of the next line, or None when it is not an event."""
         self._line += 1
         value = raw.rstrip(b"\r\n")
+        if self._line == 1 and value.startswith(codecs.BOM_UTF8):
+            value = value[len(codecs.BOM_UTF8):]  # as spreadsheets save "CSV UTF-8"
         if self.format == "csv" and self.header is None:
-            self.header = next(csv.reader([value.decode("utf-8", "replace")]), [])
+            if value.strip():  # blank lines before the header are skipped too
+                self.header = next(csv.reader([value.decode("utf-8", "replace")]), [])
             return None
         if not value.strip() or self._line < self._skip_to:
             return None

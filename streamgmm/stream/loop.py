@@ -59,7 +59,7 @@ from streamgmm.stream.alerts import (
     event_id,
 )
 from streamgmm.stream.audit import AuditLog
-from streamgmm.stream.decode import Decoded, Decoder
+from streamgmm.stream.decode import Decoded, Decoder, Reason
 from streamgmm.stream.records import Header, Record
 
 log = logging.getLogger(__name__)
@@ -560,7 +560,21 @@ class ConsumerLoop:
         out: _Outcome,
     ) -> None:
         X = decoded.X[rows]
-        d = self.detector.process(X, learn=learn, alert=alert)
+        try:
+            d = self.detector.process(X, learn=learn, alert=alert)
+        except (ValueError, ArithmeticError) as exc:
+            # Events the detector refuses (the decoder's checks keep these out):
+            # halve the group until the refused events stand alone, dead-letter
+            # them, and go on with the rest, rather than fail on this batch at
+            # every restart.
+            if rows.size > 1:
+                half = rows.size // 2
+                self._run_group(records, decoded, rows[:half], learn, alert, out)
+                self._run_group(records, decoded, rows[half:], learn, alert, out)
+                return
+            log.warning("event refused by the detector, dead-lettered: %s", exc)
+            decoded.errors.append((int(decoded.ok[rows[0]]), Reason("rejected", str(exc))))
+            return
         self.model_version = int(d.model_version)
         if not alert:
             out.n_replayed += rows.size

@@ -51,7 +51,7 @@ class Transform:
 
     def explain(self, value: object) -> str:
         """Why ``value`` failed this transform (only called for rows flagged bad)."""
-        return f"{self.name}: {type(self).__name__.lower()} of {_number(value)} is not finite"
+        return f"{self.name}: {type(self).__name__.lower()} of {show_number(value)} is not finite"
 
 
 class Identity(Transform):
@@ -67,7 +67,7 @@ class Log1p(Transform):
         return out[:, None], bad
 
     def explain(self, value: object) -> str:
-        return f"{self.name}: log1p of {_number(value)}"
+        return f"{self.name}: log1p of {show_number(value)}"
 
 
 class Scale(Transform):
@@ -87,7 +87,7 @@ class Scale(Transform):
         return out[:, None], bad
 
     def explain(self, value: object) -> str:
-        return f"{self.name}: ({_number(value)} - {self.center:g}) / {self.scale:g} overflows"
+        return f"{self.name}: ({show_number(value)} - {self.center:g}) / {self.scale:g} overflows"
 
 
 class Cyclic(Transform):
@@ -140,7 +140,7 @@ def build_transform(field: FeatureField) -> Transform:
     return TRANSFORMS[field.transform](field)
 
 
-def _number(value: object) -> str:
+def show_number(value: object) -> str:
     """A number as a person writes it: -3, not -3.0; 0.25 as 0.25."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
         return str(int(value))

@@ -68,6 +68,84 @@ def test_non_finite_input_raises_before_touching_state(bad, during_warmup):
         np.testing.assert_array_equal(before[k], after[k], err_msg=k)
 
 
+@pytest.mark.parametrize("during_warmup", [True, False])
+def test_a_value_beyond_the_magnitude_bound_raises_before_touching_state(during_warmup):
+    det = AnomalyDetector(n_components=2, warmup=300, window=1000, random_state=0)
+    if not during_warmup:
+        det.process(_stream(400))
+    before = det.state_arrays()
+    X = _stream(50, seed=3)
+    X[9, 2] = -3e200
+    with pytest.raises(ValueError, match=r"X: expected values within ±1e\+100, got -3e\+200 "
+                                         r"at row 9, column 2"):
+        det.process(X)
+    after = det.state_arrays()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+
+
+def test_a_warm_up_batch_of_another_width_is_named_and_the_warm_up_goes_on():
+    det = AnomalyDetector(n_components=2, warmup=300, window=1000, random_state=0)
+    det.process(_stream(100))
+    with pytest.raises(ValueError, match="has 4 features, but the warm-up's earlier events "
+                                         "have 3"):
+        det.process(_stream(100, d=4))
+    det.process(_stream(300, seed=1))
+    assert det.model is not None and det.n_events_ == 400
+
+
+def test_a_warm_up_fit_that_fails_refuses_its_batch_and_the_next_one_fits(monkeypatch):
+    det = AnomalyDetector(n_components=2, warmup=300, window=1000, random_state=0,
+                          refit_enabled=False)
+    det.process(_stream(200))
+    real_fit = GaussianMixture.fit
+    calls = {"n": 0}
+
+    def failing_once(self, X, y=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise np.linalg.LinAlgError("simulated failure")
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(GaussianMixture, "fit", failing_once)
+    with pytest.raises(np.linalg.LinAlgError):
+        det.process(_stream(150, seed=1))
+    assert det.model is None and det.n_events_ == 200 and det.model_version == 0
+    assert det.center_ is None and len(det.threshold_.values()) == 0
+    det.process(_stream(150, seed=2))  # 200 + 150 buffered: the warm-up fits
+    assert det.model is not None and det.n_events_ == 350 and det.model_version == 1
+    assert len(det.threshold_.values()) == 350
+
+
+@pytest.mark.parametrize("mode", ["anomaly", "novelty"])
+def test_a_feature_with_next_to_no_spread_keeps_every_score_finite(mode):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 2))
+    X[:, 1] *= 1e-170  # a spread whose square underflows: taken as none
+    det = AnomalyDetector(n_components=1, warmup=300, window=1000, mode=mode, random_state=0,
+                          refit_enabled=False)
+    if mode == "novelty":
+        det.fit(X[:300])
+    else:
+        det.process(X[:300])
+    far = X[300:310].copy()
+    far[3, 1] = 1e90  # 1e260 spreads away in the scaled units, before the clip
+    out = det.process(np.vstack([X[310:], far]))
+    assert np.isfinite(out.score).all() and np.isfinite(det.model.means_).all()
+    assert out.is_anomaly[-7]
+
+
+def test_integer_like_parameters_are_taken_and_bad_ones_named():
+    det = AnomalyDetector(n_components=np.int64(2), window=np.int64(500), warmup=200)
+    assert det.n_components == 2 and isinstance(det.n_components, int)
+    for kwargs, match in [({"window": 1.5}, "window: expected an integer >= 1, got 1.5"),
+                          ({"top_features": -1}, "top_features: expected an integer >= 0"),
+                          ({"select_k": (3, 1)}, r"select_k: expected \(low, high\)"),
+                          ({"n_components": True}, "n_components: expected an integer")]:
+        with pytest.raises(ValueError, match=match):
+            AnomalyDetector(**kwargs)
+
+
 def test_wrong_number_of_features_is_named():
     det = AnomalyDetector(n_components=2, warmup=300, random_state=0)
     det.process(_stream(400))
@@ -78,6 +156,7 @@ def test_wrong_number_of_features_is_named():
 @pytest.mark.parametrize("kwargs,match", [
     ({"mode": "batch"}, "mode: expected one of anomaly, novelty"),
     ({"warmup": 2, "n_components": 4}, "warmup: expected at least n_components"),
+    ({"warmup": 1, "n_components": 1}, r"warmup: expected .* and 2 events, got 1"),
 ])
 def test_bad_parameters_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):

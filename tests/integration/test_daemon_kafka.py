@@ -25,6 +25,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 PARTITIONS = 3
 
 
+# Bad messages, in turn: (value for event i, reason, part of the detail).
+BAD = [
+    (lambda i: b'{"id": "e%d", "a": "n/a", "b": 1}' % i, "not_a_number", "expected a number"),
+    (lambda i: None, "bad_json", "empty message"),  # a tombstone
+    (lambda i: b'{"id": "e%d", "a": 1, "b": 1, "deep": %s}' % (i, b"[" * 5000 + b"]" * 5000),
+     "bad_json", "nested too deeply"),
+    (lambda i: b'{"id": "e%d", "a": 1e200, "b": 1}' % i, "out_of_range", "a: 1e+200 is beyond"),
+]
+
+
 class Stream:
     """Events produced one record per batch (Tansu's end_offsets counts batches)."""
 
@@ -48,13 +58,14 @@ class Stream:
             value = json.dumps(event).encode()
             reason = None
             if bad_every and i % bad_every == bad_every - 1:
-                value, reason = (b'{"id": "e%d", "a": "n/a", "b": 1}' % i, "not_a_number")
+                make, reason, detail = BAD[(i // bad_every) % len(BAD)]
+                value = make(i)
             key = f"k{i}".encode()
             meta = self.producer.send(self.topic, value=value, key=key,
                                       partition=partition).get(timeout=10)
             eid = f"{self.topic}/{partition}/{meta.offset}"
             if reason:
-                self.bad[eid] = (key, value, reason)
+                self.bad[eid] = (key, value, reason, detail)
             else:
                 self.good[eid] = event
             ids.append(eid)
@@ -201,9 +212,12 @@ def test_kafka_events_alerts_dead_letters_and_commits(broker, topic_factory, tmp
     for record in dead:
         headers = {k: v.decode() for k, v in record.headers}
         eid = "/".join(headers[f"streamgmm.source.{k}"] for k in ("topic", "partition", "offset"))
-        key, value, reason = stream.bad[eid]
+        key, value, reason, detail = stream.bad[eid]
         assert (record.key, record.value, headers["streamgmm.reason"]) == (key, value, reason)
-        assert "expected a number" in headers["streamgmm.detail"]
+        assert detail in headers["streamgmm.detail"]
+    # Each kind of bad message is there (the daemon went on after every one).
+    assert {reason for _, _, reason, _ in stream.bad.values()} == {
+        "not_a_number", "bad_json", "out_of_range"}
 
     committed, ends = committed_and_end(broker.bootstrap, topic, group)
     assert committed == ends and sum(ends.values()) == 600

@@ -29,6 +29,16 @@ def test_non_finite_value_is_named_by_row_and_column(blobs, bad, shown):
         GaussianMixture(2).fit(X)
 
 
+def test_a_value_too_large_to_square_is_named_by_row_and_column(blobs):
+    X = blobs.copy()
+    X[4, 1] = 1e200
+    with pytest.raises(ValueError, match=r"X: expected values within ±1e\+100, got 1e\+200 at "
+                                         r"row 4, column 1"):
+        GaussianMixture(2).fit(X)
+    X[4, 1] = -1e100  # the bound itself is a value
+    assert np.isfinite(GaussianMixture(1, reg_covar=1.0).fit(X).score(X))
+
+
 def test_non_finite_value_refused_after_fit_too(fitted, blobs):
     X = blobs[:5].copy()
     X[3, 0] = np.nan

@@ -70,6 +70,9 @@ def assert_stats_close(got: SuffStats, want: SuffStats, X: np.ndarray) -> None:
     # Each centred difference is off by up to a spacing of X, so each product by
     # about spacing * spread, summed over the mass.
     floor = 100 * float(np.spacing(np.max(np.abs(X)))) * spread * (want.total + 1.0)
+    # Below float64's normal range (products of values near 1e-160) only the
+    # absolute spacing of subnormals is left.
+    floor += float(np.finfo(np.float64).tiny)
     scale = float(np.max(np.abs(want.scatter), initial=0.0))
     np.testing.assert_allclose(got.scatter, want.scatter, rtol=tol, atol=tol * scale + floor)
 

@@ -217,6 +217,25 @@ def test_transform_parameters_present_and_only_with_their_transform():
     ]
 
 
+@pytest.mark.parametrize(("field", "problem"), [
+    ({"name": ""}, "features.fields[0].name: expected a non-empty name, got ''"),
+    ({"name": " "}, "features.fields[0].name: expected a non-empty name, got ' '"),
+    ({"name": "a", "path": "m..b"},
+     "features.fields[0].path: expected dotted names with no empty part, got 'm..b'"),
+    ({"name": "a."}, "features.fields[0].name: expected dotted names with no empty part, "
+                     "got 'a.'"),
+])
+def test_feature_names_and_paths_are_not_empty(field, problem):
+    assert problems_of({**MINIMAL, "features": {"fields": [field]}}) == [problem]
+
+
+def test_warmup_of_one_event_and_a_window_beyond_memory_are_refused():
+    assert problems_of(with_(MINIMAL, "detector", warmup=1)) == [
+        "detector.warmup: expected an integer >= 2, got 1"]
+    assert problems_of(with_(MINIMAL, "detector", window=10**12)) == [
+        "detector.window: expected an integer in [1, 10000000], got 1000000000000"]
+
+
 def test_duplicate_feature_names():
     fields = [{"name": "a"}, {"name": "a"}]
     data = {**MINIMAL, "features": {"fields": fields}}
@@ -255,7 +274,7 @@ def test_every_problem_reported_at_once(tmp_path):
         "did you mean 'kafka'?",
         "features.fields[0].transfrom: unknown key; did you mean 'transform'?",
         "detector.contamination: expected a number in (0, 0.5), got 2",
-        "detector.window: expected an integer >= 1, got true",
+        "detector.window: expected an integer in [1, 10000000], got true",
     ]
     assert str(info.value).startswith(f"5 configuration problems in {path}:\n  line 9")
 
@@ -267,6 +286,14 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(path, env={})
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml", env={})
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_byte(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# caf\u00e9\nsource: {type: generate}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(byte 0xe9 at "
+                                          r"offset 5\); save the file as UTF-8"):
+        load_config(path, env={})
 
 
 def test_document_must_be_a_mapping(tmp_path):

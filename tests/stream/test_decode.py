@@ -306,6 +306,55 @@ def test_event_time_defaults_to_record_timestamp_and_bad_times_are_rejected():
     assert only_error(iso, {"n": 1, "when": 5}).code == "wrong_type"
 
 
+@pytest.mark.parametrize(
+    ("fmt", "value", "shown"),
+    [
+        ("epoch_ms", 1e20, "1e+20"),
+        ("epoch_ms", 253_402_300_800_000, "253402300800000"),  # 10000-01-01
+        ("epoch_ms", -62_135_596_800_001, "-62135596800001"),  # just before year 1
+        ("epoch_s", 1e306, "1e+306"),  # inf once in milliseconds
+        ("iso8601", "0001-01-01T00:00:00+01:00", '"0001-01-01T00:00:00+01:00"'),
+        ("iso8601", "9999-12-31T23:59:59-01:00", '"9999-12-31T23:59:59-01:00"'),
+    ],
+)
+def test_event_times_outside_years_1_to_9999_are_out_of_range(fmt, value, shown):
+    decoder = make([{"name": "n"}], event_time="when", event_time_format=fmt)
+    reason = only_error(decoder, {"n": 1, "when": value})
+    assert reason.code == "out_of_range"
+    assert reason.detail.startswith(f"when: {shown} is outside the years 1-9999"), reason.detail
+    # The edges themselves are moments an alert can print.
+    edge = {"epoch_ms": -62_135_596_800_000, "epoch_s": 253_402_300_799,
+            "iso8601": "0001-01-01T00:00:00Z"}[fmt]
+    assert decoder.decode(records({"n": 1, "when": edge})).ok.tolist() == [0]
+
+
+def test_a_feature_beyond_the_model_s_magnitude_is_out_of_range():
+    decoder = make([{"name": "a"}, {"name": "m", "transform": "log1p"}])
+    out = decoder.decode(records({"a": 1e100, "m": 1e300}, {"a": -1e200, "m": 1},
+                                 {"a": 1, "m": 1e200}))
+    # log1p(1e300) is 690.8: the feature is fine, whatever the raw value.
+    assert out.ok.tolist() == [0, 2]
+    assert out.errors == [(1, Reason("out_of_range", "a: -1e+200 is beyond ±1e+100 as a "
+                                                     "feature"))]
+
+
+@pytest.mark.parametrize("value", [None, b"", b"  \n"])
+def test_a_message_without_a_value_is_dead_lettered(value):
+    decoder = make([{"name": "n"}])
+    batch = [Record("t", 0, 0, b"k", value), Record("t", 0, 1, None, b'{"n": 1}')]
+    out = decoder.decode(batch)
+    assert out.ok.tolist() == [1]
+    assert out.errors == [(0, Reason("bad_json", "empty message: no value to decode"))]
+
+
+def test_json_nested_too_deeply_is_bad_json_and_the_batch_goes_on():
+    decoder = make([{"name": "n"}])
+    deep = b'{"n": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    out = decoder.decode(records({"n": 1}, deep, {"n": 2}))
+    assert out.ok.tolist() == [0, 2]
+    assert out.errors == [(1, Reason("bad_json", "nested too deeply to decode"))]
+
+
 # --------------------------------------------------------------------- objects, CSV
 
 

@@ -63,6 +63,23 @@ def test_file_source_csv_decodes_under_the_header(tmp_path):
                                                                  (2, "bad_csv")]
 
 
+def test_file_source_csv_with_a_byte_order_mark_and_blank_lines_before_the_header(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"\xef\xbb\xbf\n\nid,a,b\nx1,1.5,2\n")  # as spreadsheets save "CSV UTF-8"
+    source = FileSource(str(path), fmt="csv")
+    records = drain(source)
+    assert [r.offset for r in records] == [4]
+    decoded = source.decode(Decoder(FEATURES), records)
+    assert decoded.X.tolist() == [[1.5, 2.0]] and decoded.keys == ["x1"] and not decoded.errors
+
+
+def test_file_source_jsonl_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "x1", "a": 1, "b": 2}\n{"id": "x2", "a": 3, "b": 4}\n')
+    decoded = Decoder(FEATURES).decode(drain(FileSource(str(path))))
+    assert decoded.keys == ["x1", "x2"] and not decoded.errors
+
+
 def test_file_source_seek_goes_back_and_forward(tmp_path):
     path = write(tmp_path / "e.jsonl", "".join(f'{{"a": {i}, "b": 0}}\n' for i in range(1, 11)))
     source = FileSource(path, batch_size=4)

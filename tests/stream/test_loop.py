@@ -486,3 +486,45 @@ def test_rejoins_reach_the_metrics_while_no_batch_comes(tmp_path):
         stop.set()
         runner.join(10)
     assert loop.stats.batches == 0
+
+
+class RefusingDetector(AnomalyDetector):
+    """Refuses, as a whole batch, any batch holding an event with a = 7.5 (a stand-in
+    for data the detector cannot take that the decoder let through)."""
+
+    def process(self, X, learn=True, alert=True):
+        X = np.asarray(X)
+        if (X[:, 0] == 7.5).any():
+            raise ValueError("X: refused a = 7.5 at row "
+                             f"{int(np.flatnonzero(X[:, 0] == 7.5)[0])}")
+        return super().process(X, learn=learn, alert=alert)
+
+
+def test_events_the_detector_refuses_are_dead_lettered_alone_and_the_rest_go_on(tmp_path):
+    records = events(400)
+    refused = []
+    for j in (130, 131, 257):  # two neighbours and one more, after the warm-up
+        r = records[j]
+        records[j] = Record(r.topic, r.partition, r.offset, r.key,
+                            json.dumps({"id": f"e{j}", "a": 7.5, "b": 0.0}).encode(),
+                            r.timestamp_ms)
+        refused.append(records[j])
+    source = ScriptedSource(records)
+    dead = ListSink()
+    det = RefusingDetector(n_components=1, warmup=100, window=300, random_state=0,
+                           refit_enabled=False)
+    loop = make_loop(source, tmp_path, det=det, dead=dead)
+    stats = loop.run(threading.Event())
+
+    good = [r for r in records if r not in refused]
+    assert sorted(read_audit(tmp_path / "audit.txt")) == sorted(ids(good))
+    assert loop.detector.n_events_ == len(good)
+    assert sorted((v, k) for v, k, _ in dead.delivered) == sorted((r.value, r.key)
+                                                                  for r in refused)
+    for _, _, headers in dead.delivered:
+        h = dict(headers)
+        assert h["streamgmm.reason"] == b"rejected"
+        assert h["streamgmm.detail"] == b"X: refused a = 7.5 at row 0"
+    assert source.group_offsets == ends(records)
+    assert (stats.scored, stats.dead_letters) == (len(good), 3)
+    assert loop.metrics.decode_errors.labels(reason="rejected")._value.get() == 3
