@@ -395,9 +395,10 @@ class AnomalyDetector:
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         # Clipped: a value far beyond a small warm-up spread stays finite when
-        # squared (it is astronomically unusual either way).
+        # squared (it is astronomically unusual either way). A tenth of the
+        # input bound, so that means of clipped values pass as means_init.
         Z = (X - self.center_) / self.scale_
-        return np.clip(Z, -MAX_MAGNITUDE, MAX_MAGNITUDE, out=Z)
+        return np.clip(Z, -SCALED_BOUND, SCALED_BOUND, out=Z)
 
     def _start_from(self, fitted, X: np.ndarray | None = None) -> None:
         n_events = None if X is None else X.shape[0]
@@ -929,6 +930,9 @@ class AnomalyDetector:
     def from_config(cls, cfg, feature_names: list[str] | None = None) -> AnomalyDetector:
         """A detector from the daemon's ``detector`` config section."""
         return cls(**cls.config_params(cfg, feature_names))
+
+
+SCALED_BOUND = MAX_MAGNITUDE / 10.0
 
 
 def _is_int(value) -> bool:

@@ -82,6 +82,16 @@ class EstimatorMixin:
 MAX_MAGNITUDE = 1e100
 
 
+class InputRejected(ValueError):
+    """A value of the input that the model cannot take (NaN, inf, beyond
+    ``MAX_MAGNITUDE``), found before anything changed; ``row``, ``column`` and
+    ``value`` say where. Shape problems are plain ValueErrors."""
+
+    def __init__(self, message: str, row: int, column: int, value: float) -> None:
+        super().__init__(message)
+        self.row, self.column, self.value = row, column, value
+
+
 def check_array(X, name: str = "X", n_features: int | None = None) -> np.ndarray:
     """X as a float64 array of shape (n_samples, n_features) whose values are
     finite and within ``MAX_MAGNITUDE``, or a clear error."""
@@ -105,8 +115,9 @@ def check_array(X, name: str = "X", n_features: int | None = None) -> np.ndarray
         value = arr[bad[0], bad[1]]
         expected = (f"values within ±{MAX_MAGNITUDE:g}" if np.isfinite(value)
                     else "finite values")
-        raise ValueError(
-            f"{name}: expected {expected}, got {value} at row {bad[0]}, column {bad[1]}"
+        raise InputRejected(
+            f"{name}: expected {expected}, got {value} at row {bad[0]}, column {bad[1]}",
+            int(bad[0]), int(bad[1]), float(value),
         )
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(

@@ -231,6 +231,11 @@ class _Daemon:
                          int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets))
                 return offsets
         self.detector = AnomalyDetector.from_config(cfg.detector, names)
+        model = self.detector.model
+        if model is not None and model.n_features_in_ != len(names):
+            raise _Startup(f"detector.model_path: {cfg.detector.model_path} has "
+                           f"{model.n_features_in_} features, but the features section "
+                           f"gives {len(names)} ({', '.join(names)})")
         return {}
 
     def _checkpoint(self, learned: dict[TP, int]) -> None:

@@ -271,6 +271,9 @@ def dead_letter_json(record: Record, code: str, detail: str, partitioned: bool) 
         "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
         "key": None if record.key is None else record.key.decode("utf-8", "replace"),
     }
+    if record.value is None:  # a tombstone
+        doc["value"] = None
+        return _encoder.encode(doc)
     try:
         doc["value"] = record.value.decode("utf-8")
     except UnicodeDecodeError:

@@ -168,8 +168,8 @@ class Decoder:
     def decode(self, records: Sequence[Record]) -> Decoded:
         """Decode records whose values are JSON objects (one event each)."""
         values = [record.value for record in records]
-        if None in values:  # a Kafka tombstone: a record without a value
-            values = [b"" if v is None else v for v in values]
+        if None in values:  # a Kafka tombstone (no value): record by record
+            return self._decode_each(records, values)
         if self._fast is not None and max(map(len, values), default=0) <= self.max_bytes:
             try:  # the common case, every record good: one C-speed pass
                 events = list(map(self._fast.decode, values))
@@ -188,6 +188,9 @@ class Decoder:
         slow: dict[int, list[Any]] = {}
         decode_one, max_bytes = self._fast.decode if self._fast else None, self.max_bytes
         for i, value in enumerate(values):
+            if value is None:
+                errors[i] = Reason("bad_json", "no value: a tombstone")
+                continue
             if len(value) > max_bytes:
                 errors[i] = _too_large(len(value), max_bytes)
                 continue

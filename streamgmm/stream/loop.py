@@ -40,6 +40,7 @@ does not replay events another replica handled.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import operator
@@ -52,6 +53,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from streamgmm.model.base import InputRejected
 from streamgmm.stream.alerts import (
     build_alerts,
     dead_letter_headers,
@@ -61,6 +63,7 @@ from streamgmm.stream.alerts import (
 from streamgmm.stream.audit import AuditLog
 from streamgmm.stream.decode import Decoded, Decoder, Reason
 from streamgmm.stream.records import Header, Record
+from streamgmm.stream.transforms import show_number
 
 log = logging.getLogger(__name__)
 
@@ -562,18 +565,20 @@ class ConsumerLoop:
         X = decoded.X[rows]
         try:
             d = self.detector.process(X, learn=learn, alert=alert)
-        except (ValueError, ArithmeticError) as exc:
-            # Events the detector refuses (the decoder's checks keep these out):
-            # halve the group until the refused events stand alone, dead-letter
-            # them, and go on with the rest, rather than fail on this batch at
-            # every restart.
-            if rows.size > 1:
-                half = rows.size // 2
-                self._run_group(records, decoded, rows[:half], learn, alert, out)
-                self._run_group(records, decoded, rows[half:], learn, alert, out)
-                return
-            log.warning("event refused by the detector, dead-lettered: %s", exc)
-            decoded.errors.append((int(decoded.ok[rows[0]]), Reason("rejected", str(exc))))
+        except InputRejected as exc:
+            # A value the detector refuses before changing anything (the
+            # decoder's checks keep these out): dead-letter that event and go on
+            # with the rest, rather than fail on this batch at every restart.
+            # Any other error is not the event's doing and stops the daemon.
+            row = rows[exc.row]
+            name = self.decoder.feature_names[exc.column]
+            reason = Reason("rejected", f"{name}: {show_number(exc.value)} refused by the "
+                                        f"detector ({exc})")
+            log.warning("event refused by the detector, dead-lettered: %s", reason.detail)
+            bisect.insort(decoded.errors, (int(decoded.ok[row]), reason))
+            rest = rows[rows != row]
+            if rest.size:
+                self._run_group(records, decoded, rest, learn, alert, out)
             return
         self.model_version = int(d.model_version)
         if not alert:
@@ -630,7 +635,10 @@ class ConsumerLoop:
                 self.dead_letters.send(value)
             else:
                 headers = dead_letter_headers(record, reason.code, reason.detail)
-                self.dead_letters.send(record.value, key=record.key, headers=headers)
+                # A tombstone's dead letter is empty, not a tombstone: on a
+                # compacted dead-letter topic that would delete the key.
+                value = b"" if record.value is None else record.value
+                self.dead_letters.send(value, key=record.key, headers=headers)
             out.n_dead += 1
 
     def _deliver(self, sealed: list[tuple[Any, Any, int]]) -> bool:

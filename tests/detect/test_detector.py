@@ -94,34 +94,39 @@ def test_a_warm_up_batch_of_another_width_is_named_and_the_warm_up_goes_on():
     assert det.model is not None and det.n_events_ == 400
 
 
-def test_a_warm_up_fit_that_fails_refuses_its_batch_and_the_next_one_fits(monkeypatch):
+@pytest.mark.parametrize("fails", ["fit", "window"])  # before / after the model is set
+def test_a_warm_up_fit_that_fails_refuses_its_batch_and_the_next_one_fits(monkeypatch, fails):
+    from streamgmm.detect.window import FeatureWindow
+
     det = AnomalyDetector(n_components=2, warmup=300, window=1000, random_state=0,
                           refit_enabled=False)
     det.process(_stream(200))
-    real_fit = GaussianMixture.fit
+    cls, name = (GaussianMixture, "fit") if fails == "fit" else (FeatureWindow, "push")
+    real = getattr(cls, name)
     calls = {"n": 0}
 
-    def failing_once(self, X, y=None):
+    def failing_once(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise np.linalg.LinAlgError("simulated failure")
-        return real_fit(self, X, y)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(GaussianMixture, "fit", failing_once)
+    monkeypatch.setattr(cls, name, failing_once)
     with pytest.raises(np.linalg.LinAlgError):
         det.process(_stream(150, seed=1))
     assert det.model is None and det.n_events_ == 200 and det.model_version == 0
-    assert det.center_ is None and len(det.threshold_.values()) == 0
+    assert det.center_ is None and det._window is None and det._major is None
+    assert len(det.threshold_.values()) == 0
     det.process(_stream(150, seed=2))  # 200 + 150 buffered: the warm-up fits
     assert det.model is not None and det.n_events_ == 350 and det.model_version == 1
     assert len(det.threshold_.values()) == 350
 
 
 @pytest.mark.parametrize("mode", ["anomaly", "novelty"])
-def test_a_feature_with_next_to_no_spread_keeps_every_score_finite(mode):
+def test_values_far_beyond_a_tiny_warm_up_spread_keep_every_score_finite(mode):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(600, 2))
-    X[:, 1] *= 1e-170  # a spread whose square underflows: taken as none
+    X[:, 1] *= 1e-60
     det = AnomalyDetector(n_components=1, warmup=300, window=1000, mode=mode, random_state=0,
                           refit_enabled=False)
     if mode == "novelty":
@@ -129,10 +134,19 @@ def test_a_feature_with_next_to_no_spread_keeps_every_score_finite(mode):
     else:
         det.process(X[:300])
     far = X[300:310].copy()
-    far[3, 1] = 1e90  # 1e260 spreads away in the scaled units, before the clip
+    far[3, 1] = 1e100  # 1e160 spreads away: clipped, or its square overflows
     out = det.process(np.vstack([X[310:], far]))
     assert np.isfinite(out.score).all() and np.isfinite(det.model.means_).all()
     assert out.is_anomaly[-7]
+
+
+def test_a_feature_with_a_spread_too_small_to_square_counts_as_constant():
+    X = np.random.default_rng(0).normal(size=(400, 2))
+    X[:, 1] *= 1e-170
+    det = AnomalyDetector(n_components=1, warmup=300, random_state=0, refit_enabled=False)
+    det.process(X[:300])
+    assert det.scale_[1] == 1.0 and np.isfinite(det.floor_).all()
+    assert np.isfinite(det.process(X[300:]).score).all()
 
 
 def test_integer_like_parameters_are_taken_and_bad_ones_named():

@@ -22,6 +22,9 @@ BAD = {  # payload -> expected reason
     b'{"id": "x", "a": true, "b": 1}': "wrong_type",
     b'[1, 2]': "wrong_type",
     b'{"id": "x", "a": 1e400, "b": 1}': "non_finite",
+    b'{"id": "x", "a": 1e200, "b": 1}': "out_of_range",
+    b'{"id": "x", "a": 1, "b": 1, "ts": 1e20}': "out_of_range",
+    b'{"id": "x", "a": 1, "b": 1, "deep": ' + b"[" * 3000 + b"]" * 3000 + b"}": "bad_json",
 }
 OUTLIER = 15.0
 
@@ -204,6 +207,25 @@ def test_a_checkpoint_of_other_features_is_refused(tmp_path):
     done = run(["--config", str(cfg)])
     assert done.returncode == 1
     assert b"feature_fingerprint" in done.stderr and b"cannot start" in done.stderr
+
+
+def test_a_model_file_of_other_features_stops_the_start_with_both_widths(tmp_path):
+    from streamgmm.model.gmm import GaussianMixture
+    from streamgmm.model.io import save_model
+
+    lines, _, _ = stream(n=100)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    save_model(GaussianMixture(1).fit(np.random.default_rng(0).normal(size=(200, 3))),
+               tmp_path / "m.npz")
+    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
+                 {"sink": "none"})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["detector"].update(mode="novelty", model_path=str(tmp_path / "m.npz"))
+    cfg.write_text(yaml.safe_dump(doc))
+    done = run(["--config", str(cfg)])
+    assert done.returncode == 1
+    assert b"m.npz has 3 features, but the features section gives 2 (a, b)" in done.stderr
 
 
 def test_the_daemon_starts_its_refit_worker_at_once_and_stops_it_at_exit(tmp_path):

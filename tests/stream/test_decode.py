@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamgmm.model.base import MAX_MAGNITUDE
 from streamgmm.service.config import from_dict, load_config
 from streamgmm.service.schema import FeaturesConfig
 from streamgmm.stream.decode import REASONS, Decoded, Decoder, Reason
@@ -338,13 +339,17 @@ def test_a_feature_beyond_the_model_s_magnitude_is_out_of_range():
                                                      "feature"))]
 
 
-@pytest.mark.parametrize("value", [None, b"", b"  \n"])
-def test_a_message_without_a_value_is_dead_lettered(value):
+@pytest.mark.parametrize(("value", "detail"), [
+    (None, "no value: a tombstone"),
+    (b"", "empty message: no value to decode"),
+    (b"  \n", "empty message: no value to decode"),
+])
+def test_a_message_without_a_value_is_dead_lettered(value, detail):
     decoder = make([{"name": "n"}])
     batch = [Record("t", 0, 0, b"k", value), Record("t", 0, 1, None, b'{"n": 1}')]
     out = decoder.decode(batch)
     assert out.ok.tolist() == [1]
-    assert out.errors == [(0, Reason("bad_json", "empty message: no value to decode"))]
+    assert out.errors == [(0, Reason("bad_json", detail))]
 
 
 def test_json_nested_too_deeply_is_bad_json_and_the_batch_goes_on():
@@ -477,7 +482,7 @@ PAYLOADS = (
 
 def check_invariants(out: Decoded, n: int, d: int) -> None:
     assert out.X.shape == (len(out.ok), d)
-    assert np.isfinite(out.X).all()
+    assert np.isfinite(out.X).all() and (np.abs(out.X) <= MAX_MAGNITUDE).all()
     assert sorted([*out.ok.tolist(), *(i for i, _ in out.errors)]) == list(range(n))
     assert all(r.code in REASONS for _, r in out.errors)
     assert len(out.keys) == len(out.ok) == len(out.event_time_ms)

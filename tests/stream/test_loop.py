@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streamgmm.detect.detector import AnomalyDetector
+from streamgmm.model.base import InputRejected
 from streamgmm.service.config import from_dict
 from streamgmm.service.health import HealthState
 from streamgmm.service.metrics import Metrics
@@ -489,26 +490,32 @@ def test_rejoins_reach_the_metrics_while_no_batch_comes(tmp_path):
 
 
 class RefusingDetector(AnomalyDetector):
-    """Refuses, as a whole batch, any batch holding an event with a = 7.5 (a stand-in
-    for data the detector cannot take that the decoder let through)."""
+    """Refuses any batch holding an event with a = 7.5, as the detector refuses a
+    value it cannot take (before changing anything), naming the first such row; a
+    stand-in for data the decoder let through."""
 
     def process(self, X, learn=True, alert=True):
         X = np.asarray(X)
-        if (X[:, 0] == 7.5).any():
-            raise ValueError("X: refused a = 7.5 at row "
-                             f"{int(np.flatnonzero(X[:, 0] == 7.5)[0])}")
+        hits = np.flatnonzero(X[:, 0] == 7.5)
+        if hits.size:
+            raise InputRejected(f"X: refused 7.5 at row {hits[0]}, column 0", int(hits[0]), 0,
+                                7.5)
         return super().process(X, learn=learn, alert=alert)
 
 
-def test_events_the_detector_refuses_are_dead_lettered_alone_and_the_rest_go_on(tmp_path):
-    records = events(400)
-    refused = []
-    for j in (130, 131, 257):  # two neighbours and one more, after the warm-up
-        r = records[j]
-        records[j] = Record(r.topic, r.partition, r.offset, r.key,
-                            json.dumps({"id": f"e{j}", "a": 7.5, "b": 0.0}).encode(),
-                            r.timestamp_ms)
-        refused.append(records[j])
+def with_values(records, at: dict[int, bytes | None]) -> list[Record]:
+    out = list(records)
+    for j, value in at.items():
+        r = out[j]
+        out[j] = Record(r.topic, r.partition, r.offset, r.key, value, r.timestamp_ms)
+    return out
+
+
+@pytest.mark.parametrize("at", [(130, 131, 257), (10, 11, 60)])  # after / during the warm-up
+def test_events_the_detector_refuses_are_dead_lettered_alone_and_the_rest_go_on(tmp_path, at):
+    records = with_values(events(400), {j: json.dumps({"id": f"e{j}", "a": 7.5, "b": 0.0})
+                                        .encode() for j in at})
+    refused = [records[j] for j in at]
     source = ScriptedSource(records)
     dead = ListSink()
     det = RefusingDetector(n_components=1, warmup=100, window=300, random_state=0,
@@ -518,13 +525,48 @@ def test_events_the_detector_refuses_are_dead_lettered_alone_and_the_rest_go_on(
 
     good = [r for r in records if r not in refused]
     assert sorted(read_audit(tmp_path / "audit.txt")) == sorted(ids(good))
-    assert loop.detector.n_events_ == len(good)
+    assert loop.detector.n_events_ == len(good) and loop.detector.model is not None
     assert sorted((v, k) for v, k, _ in dead.delivered) == sorted((r.value, r.key)
                                                                   for r in refused)
     for _, _, headers in dead.delivered:
         h = dict(headers)
         assert h["streamgmm.reason"] == b"rejected"
-        assert h["streamgmm.detail"] == b"X: refused a = 7.5 at row 0"
+        assert h["streamgmm.detail"].startswith(b"a: 7.5 refused by the detector (X: refused")
     assert source.group_offsets == ends(records)
     assert (stats.scored, stats.dead_letters) == (len(good), 3)
     assert loop.metrics.decode_errors.labels(reason="rejected")._value.get() == 3
+
+
+class BrokenDetector(AnomalyDetector):
+    def process(self, X, learn=True, alert=True):
+        if self.n_events_ >= 200:
+            raise ValueError("not the events' doing")
+        return super().process(X, learn=learn, alert=alert)
+
+
+def test_any_other_error_of_the_detector_stops_the_loop_without_dead_letters(tmp_path):
+    dead = ListSink()
+    det = BrokenDetector(n_components=1, warmup=100, window=300, random_state=0,
+                         refit_enabled=False)
+    loop = make_loop(ScriptedSource(events(400)), tmp_path, det=det, dead=dead)
+    with pytest.raises(ValueError, match="not the events' doing"):
+        loop.run(threading.Event())
+    assert not dead.delivered
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_tombstone_is_dead_lettered_in_every_sink_format(tmp_path, as_json):
+    records = with_values(events(300), {150: None})
+    dead = ListSink()
+    loop = make_loop(ScriptedSource(records), tmp_path, dead=dead)
+    loop.settings = LoopSettings(poll_timeout_s=0.01, dead_letters_as_json=as_json)
+    stats = loop.run(threading.Event())
+    assert stats.dead_letters == 1 and stats.scored == 299
+    [(value, key, headers)] = dead.delivered
+    if as_json:
+        doc = json.loads(value)
+        assert (doc["reason"], doc["detail"], doc["value"]) == ("bad_json",
+                                                                "no value: a tombstone", None)
+    else:  # an empty value, not a tombstone (which would delete the key when compacted)
+        assert (value, key, dict(headers)["streamgmm.reason"]) == (b"", records[150].key,
+                                                                   b"bad_json")
