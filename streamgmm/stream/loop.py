@@ -249,6 +249,9 @@ class ConsumerLoop:
         self.committed: dict[TP, int | None] = {}
         # Partitions taken away: the committed offset known when they left.
         self._released: dict[TP, int | None] = {}
+        # Where a failed batch sought its partitions back to, until a commit
+        # covers it: a rejoin that finds no committed offset resumes there.
+        self._redo_from: dict[TP, int] = {}
         self.stats = LoopStats()
         self.threshold = float("nan")
         self.model_version = 0
@@ -275,11 +278,20 @@ class ConsumerLoop:
             tp = (topic, partition)
             committed = self._ask_committed(tp)
             self.committed[tp] = committed
+            if committed is not None and committed >= self._redo_from.get(tp, committed):
+                self._redo_from.pop(tp, None)  # the group committed past it (here or elsewhere)
             self._take_back(tp, committed)
             learned = self.learned.get(tp)
             if learned is None:
                 if self._start_learning(tp, committed):
                     started.append(tp)
+            elif committed is None and tp in self._redo_from:
+                # The group lost its commits (a broker restarted empty) while a
+                # failed batch was to be redone: redo it, not skip to learned.
+                redo = min(self._redo_from[tp], learned)
+                log.warning("%s/%d: no committed offset; redoing from %d (learned up to %d), "
+                            "alerting again", topic, partition, redo, learned)
+                self.source.seek(topic, partition, redo)
             elif committed is None or learned < committed:
                 self.source.seek(topic, partition, learned)
                 if committed is not None:
@@ -497,6 +509,8 @@ class ConsumerLoop:
         for tp, offset in batch.offsets.items():
             if tp in assigned:
                 self.committed[tp] = max(self.committed.get(tp) or 0, offset)
+            if offset > self._redo_from.get(tp, offset):
+                del self._redo_from[tp]  # the redone batch is committed
         self._account(batch.records, batch.outcome, True, time.perf_counter() - batch.started)
         return True
 
@@ -510,6 +524,8 @@ class ConsumerLoop:
                           time.perf_counter() - batch.started)
         for (topic, partition), offset in first.items():
             self.source.seek(topic, partition, offset)
+            tp = (topic, partition)
+            self._redo_from[tp] = min(self._redo_from.get(tp, offset), offset)
 
     def _decode(self, records: list[Record]) -> Decoded:
         # A CSV source decodes under its header; everything else is JSON.
