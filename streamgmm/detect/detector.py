@@ -879,8 +879,16 @@ class AnomalyDetector:
         if "model_weights_" in arrays:
             from streamgmm.model.em import MixtureParams
 
+            k = arrays["model_weights_"].shape[0]
+            d = np.shape(arrays["model_means_"])[-1]
+            shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+            saved = next((kind for kind, shape in shapes.items()
+                          if np.shape(arrays["model_covariances_"]) == shape), "unknown")
+            if saved != det.covariance_type:
+                raise ValueError(f"the saved model has covariance_type {saved!r}, the "
+                                 f"detector is configured with {det.covariance_type!r}")
             m = OnlineGaussianMixture(**det._online())
-            m.n_components = arrays["model_weights_"].shape[0]
+            m.n_components = k
             m._set_params(MixtureParams(det.covariance_type, *(
                 np.asarray(arrays[f"model_{k}"], dtype=np.float64) for k in
                 ("weights_", "means_", "covariances_", "precisions_cholesky_"))))

@@ -196,8 +196,13 @@ class CheckpointStore:
         for entry in self.directory.iterdir():
             if entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith(_TEMP_SUFFIX):
                 log.info("removing leftover temporary checkpoint file %s", entry)
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     entry.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:  # e.g. a read-only volume: it is not a checkpoint
+                    log.warning("cannot remove leftover temporary checkpoint file %s: %s",
+                                entry, exc.strerror or exc)
 
     # -- loading ---------------------------------------------------------
 

@@ -167,8 +167,11 @@ class _Daemon:
             extra={"fields": {"config": cfg.redacted()}},
         )
         if cfg.metrics.enabled:
-            self.server = serve(make_app(self.metrics.registry, self.health),
-                                cfg.metrics.host, cfg.metrics.port)
+            try:
+                self.server = serve(make_app(self.metrics.registry, self.health),
+                                    cfg.metrics.host, cfg.metrics.port)
+            except OSError as exc:  # e.g. the port is taken
+                raise _Startup(f"metrics: {exc.strerror or exc}") from exc
             log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)",
                      self.server.host, self.server.port)
         learned = self._restore()
@@ -177,7 +180,10 @@ class _Daemon:
             pid = self.detector.refit_worker_pid
             log.info("refits run on a worker %s%s", worker, f" (pid {pid})" if pid else "")
         if cfg.audit.path:
-            self.audit = AuditLog(cfg.audit.path)
+            try:
+                self.audit = AuditLog(cfg.audit.path)
+            except OSError as exc:
+                raise _Startup(exc.strerror or str(exc)) from exc
         self._build_sinks()
         if self.stop.is_set():
             return
@@ -224,8 +230,14 @@ class _Daemon:
             except CheckpointError as exc:  # CheckpointMismatch included
                 raise _Startup(str(exc)) from exc
             if ckpt is not None:
-                self.detector = AnomalyDetector.from_state_arrays(
-                    ckpt.arrays, **AnomalyDetector.config_params(cfg.detector, names))
+                try:
+                    self.detector = AnomalyDetector.from_state_arrays(
+                        ckpt.arrays, **AnomalyDetector.config_params(cfg.detector, names))
+                except (ValueError, TypeError, KeyError, IndexError) as exc:
+                    raise _Startup(
+                        f"checkpoint {ckpt.path} cannot be restored under this detector "
+                        f"configuration: {exc}; restore the former detector settings, or "
+                        f"move the checkpoint directory aside to start afresh") from exc
                 offsets = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("offsets", [])}
                 log.info("restored checkpoint %s: %d events learned, offsets %s", ckpt.path,
                          int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets))

@@ -24,6 +24,7 @@ to that section; the validator calls it once the section itself is valid.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -143,6 +144,14 @@ class KafkaConfig:
         problems = []
         if self.topics is not None and self.pattern is not None:
             problems.append(("pattern", "set 'topics' or 'pattern', not both"))
+        for i, topic in enumerate(self.topics or ()):
+            problems.extend((f"topics[{i}]", p) for p in topic_problems(topic))
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                problems.append(("pattern", f"expected a regular expression ({exc}), "
+                                            f"got {self.pattern!r}"))
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             problems.append(
                 (
@@ -530,7 +539,30 @@ class DeadLetterConfig:
         return _sink_rules(self.sink, self.topic, self.path)
 
 
+#: What Kafka accepts as a topic name.
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def topic_problems(topic: str) -> list[str]:
+    """Why Kafka would refuse ``topic`` as a name (none when it is legal)."""
+    if _TOPIC.fullmatch(topic) and topic not in (".", ".."):
+        return []
+    return [f"expected a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -), got {topic!r}"]
+
+
+def _matches(pattern: str | None, topic: str | None) -> bool:
+    """Whether a subscription ``pattern`` takes ``topic`` (False for a bad pattern)."""
+    if pattern is None or topic is None:
+        return False
+    try:
+        return re.fullmatch(pattern, topic) is not None
+    except re.error:
+        return False
+
+
 def _sink_rules(sink: str, topic: str | None, path: str | None) -> list[tuple[str, str]]:
+    if sink == "kafka" and topic is not None and topic_problems(topic):
+        return [("topic", p) for p in topic_problems(topic)]
     if sink == "kafka" and not topic:
         return [("topic", "required with sink kafka")]
     if sink == "file" and not path:
@@ -626,10 +658,17 @@ class Config:
         """Rules that span sections."""
         problems = []
         for section in ("alerts", "dead_letter"):
-            if getattr(self, section).sink == "kafka" and not self.source.kafka.bootstrap_servers:
+            sink = getattr(self, section)
+            if sink.sink == "kafka" and not self.source.kafka.bootstrap_servers:
                 problems.append(
                     ("source.kafka.bootstrap_servers", f"required with {section}.sink kafka")
                 )
+            read = self.source.type == "kafka" and sink.sink == "kafka" and (
+                sink.topic in (self.source.kafka.topics or ())
+                or _matches(self.source.kafka.pattern, sink.topic))
+            if read:  # its records would come back as events, and one bad event loop
+                problems.append((f"{section}.topic", f"expected a topic the source does not "
+                                                     f"read, got {sink.topic!r}"))
         return problems
 
     def redacted(self) -> dict[str, Any]:

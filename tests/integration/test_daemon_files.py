@@ -209,6 +209,42 @@ def test_a_checkpoint_of_other_features_is_refused(tmp_path):
     assert b"feature_fingerprint" in done.stderr and b"cannot start" in done.stderr
 
 
+def test_a_checkpoint_of_another_covariance_type_stops_the_start_clearly(tmp_path):
+    lines, _, _ = stream(n=200)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
+                 {"sink": "none"})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["checkpoint"] = {"dir": str(tmp_path / "ckpt")}
+    cfg.write_text(yaml.safe_dump(doc))
+    assert run(["--config", str(cfg)]).returncode == 0
+    doc["detector"]["covariance_type"] = "diag"
+    cfg.write_text(yaml.safe_dump(doc))
+    done = run(["--config", str(cfg)])
+    assert done.returncode == 1 and b"Traceback" not in done.stderr
+    assert (b"cannot be restored under this detector configuration: the saved model has "
+            b"covariance_type 'full', the detector is configured with 'diag'") in done.stderr
+
+
+def test_a_taken_metrics_port_stops_the_start_in_one_line(tmp_path):
+    import socket
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(stream(n=50)[0]) + b"\n")
+    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
+                 {"sink": "none"})
+    doc = yaml.safe_load(cfg.read_text())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        doc["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": taken.getsockname()[1]}
+        cfg.write_text(yaml.safe_dump(doc))
+        done = run(["--config", str(cfg)])
+    assert done.returncode == 1 and b"Traceback" not in done.stderr
+    assert b"cannot start: metrics: http server: cannot listen on 127.0.0.1:" in done.stderr
+
+
 def test_a_model_file_of_other_features_stops_the_start_with_both_widths(tmp_path):
     from streamgmm.model.gmm import GaussianMixture
     from streamgmm.model.io import save_model

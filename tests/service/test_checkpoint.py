@@ -92,6 +92,30 @@ def test_leftover_temp_file_is_ignored_and_cleaned(tmp_path: Path) -> None:
     assert [p.name.startswith("ckpt-") for p in tmp_path.iterdir()] == [True, True]
 
 
+def test_a_leftover_temp_file_that_cannot_be_removed_does_not_stop_a_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    import errno
+
+    store = CheckpointStore(tmp_path)
+    store.save(_arrays(), {"seq": 0})
+    leftover = tmp_path / ".ckpt-crashed.tmp"
+    leftover.write_bytes(b"PK\x03\x04 half a zip")
+    unlink = Path.unlink
+
+    def read_only(self, *args, **kwargs):  # a read-only volume (root ignores chmod)
+        if self == leftover:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with caplog.at_level(logging.WARNING, logger=ckpt_mod.__name__):
+        assert store.load_latest().meta == {"seq": 0}
+    assert leftover.exists()
+    assert "cannot remove leftover temporary checkpoint file" in caplog.text
+    assert "Read-only file system" in caplog.text
+
+
 def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = CheckpointStore(tmp_path)
     first = store.save(_arrays(), {"seq": 0})

@@ -236,6 +236,41 @@ def test_warmup_of_one_event_and_a_window_beyond_memory_are_refused():
         "detector.window: expected an integer in [1, 10000000], got 1000000000000"]
 
 
+KAFKA = {**MINIMAL, "source": {"type": "kafka", "kafka": {
+    "bootstrap_servers": "localhost:9092", "topics": ["tx"]}}}
+
+
+def test_topic_names_kafka_would_refuse_are_named():
+    data = {**KAFKA, "source": {"type": "kafka", "kafka": {
+        "bootstrap_servers": "localhost:9092", "topics": ["tx", "bad topic!"]}},
+        "alerts": {"sink": "kafka", "topic": "alerts/eu"},
+        "dead_letter": {"sink": "kafka", "topic": "x" * 250}}
+    legal = "expected a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -), got"
+    assert problems_of(data) == [
+        f"source.kafka.topics[1]: {legal} 'bad topic!'",
+        f"alerts.topic: {legal} 'alerts/eu'",
+        f"dead_letter.topic: {legal} '{'x' * 250}'",
+    ]
+
+
+@pytest.mark.parametrize("source", [{"topics": ["tx"]}, {"pattern": "t.*"}])
+def test_sinks_cannot_write_to_a_topic_the_source_reads(source):
+    data = {**MINIMAL, "source": {"type": "kafka", "kafka": {
+        "bootstrap_servers": "localhost:9092", **source}},
+        "alerts": {"sink": "kafka", "topic": "alerts"},
+        "dead_letter": {"sink": "kafka", "topic": "tx"}}
+    assert problems_of(data) == [
+        "dead_letter.topic: expected a topic the source does not read, got 'tx'"]
+
+
+def test_a_subscription_pattern_must_compile():
+    data = {**MINIMAL, "source": {"type": "kafka", "kafka": {
+        "bootstrap_servers": "localhost:9092", "pattern": "tx(["}}}
+    [problem] = problems_of(data)
+    assert problem.startswith("source.kafka.pattern: expected a regular expression (")
+    assert problem.endswith("got 'tx(['")
+
+
 def test_duplicate_feature_names():
     fields = [{"name": "a"}, {"name": "a"}]
     data = {**MINIMAL, "features": {"fields": fields}}
