@@ -20,9 +20,10 @@ it never imports the caller's main module and nothing crossing is pickled.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
@@ -160,6 +161,28 @@ def _worker_ready() -> bool:
     return True
 
 
+class ThreadRunner:
+    """Runs each refit on a daemon thread of its own. A refit abandoned at
+    shutdown then never holds the interpreter at exit, as the worker of a
+    ThreadPoolExecutor would (it is joined at exit, for seconds on a big window)."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=run, name="streamgmm-refit", daemon=True).start()
+        return future
+
+
 class Refitter:
     """Runs one refit at a time on a worker (thread or process); ``poll`` hands
     back finished results."""
@@ -182,7 +205,7 @@ class Refitter:
         self.min_gain = min_gain
         self.worker = worker
         self._seed = 0 if random_state is None else int(random_state)
-        self._executor: ThreadPoolExecutor | WorkerProcess | None = None
+        self._executor: ThreadRunner | WorkerProcess | None = None
         self._future: Future | PendingJob | None = None
         self._submitted_seq = -1
         self._submitted_at = 0.0
@@ -201,13 +224,13 @@ class Refitter:
     def busy(self) -> bool:
         return self._future is not None and not self._future.done()
 
-    def _start_executor(self) -> ThreadPoolExecutor | WorkerProcess:
+    def _start_executor(self) -> ThreadRunner | WorkerProcess:
         if self._executor is None:
             if self.worker == "process":
                 # One long-lived worker: the interpreter and numpy start once.
                 self._executor = WorkerProcess()
             else:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamgmm-refit")
+                self._executor = ThreadRunner()
         return self._executor
 
     @property
@@ -319,9 +342,7 @@ class Refitter:
     def _discard_executor(self, kill: bool = False) -> None:
         if isinstance(self._executor, WorkerProcess):
             self._executor.close(kill=kill)
-        elif self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor = None
+        self._executor = None  # a thread's refit in flight is abandoned
 
     def close(self) -> None:
         """Stop the worker; a refit in flight is abandoned. A worker process

@@ -167,3 +167,32 @@ def test_two_threads_processing_concurrently_never_corrupt_state(blocked_refit):
     m = det.model
     assert np.isfinite(m.means_).all() and m.weights_.sum() == pytest.approx(1.0)
     det.close()
+
+
+def test_a_refit_abandoned_on_a_thread_does_not_hold_the_interpreter_at_exit():
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = textwrap.dedent("""
+        import time
+        import numpy as np
+        import streamgmm.detect.refit as refit
+        refit.run_refit = lambda *args: time.sleep(30)  # a refit on a very big window
+        from streamgmm.detect.detector import AnomalyDetector
+        det = AnomalyDetector(n_components=1, warmup=200, window=400, refit_every=100,
+                              refit_worker="thread", random_state=0)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            det.process(rng.normal(size=(100, 2)))
+        assert det._refitter.busy
+        det.close()
+        print("closed", flush=True)
+    """)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "closed"
+    assert time.monotonic() - start < 15  # not the 30 s the refit would take
