@@ -67,6 +67,9 @@ TP = tuple[str, int]
 _RETRY_MAX_S = 30.0
 
 
+_STOPPED = object()  # what _unless_stopped gives when the daemon stopped first
+
+
 class _Startup(Exception):
     """The daemon cannot start (the message says why); exit 1."""
 
@@ -328,7 +331,10 @@ class _Daemon:
         delay = 1.0
         while not self.stop.is_set():
             try:
-                return build()
+                built = self._unless_stopped(build)
+                if built is _STOPPED:
+                    return None
+                return built
             except (KafkaTimeoutError, KafkaConnectionError) as exc:
                 log.warning("%s: no broker answered (%s); retrying in %.0fs", what,
                             type(exc).__name__, delay)
@@ -338,6 +344,30 @@ class _Daemon:
             self.stop.wait(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
         return None
+
+    def _unless_stopped(self, build: Callable[[], Any]) -> Any:
+        """``build()`` on a daemon thread, given up (``_STOPPED``) when the daemon is
+        told to stop first: a client waiting out its bootstrap timeout (30 s by
+        default) must not hold a shutdown past ``shutdown.timeout_s``."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box["value"] = build()
+            except BaseException as exc:  # noqa: BLE001 - raised again below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="streamgmm-connect", daemon=True).start()
+        while not done.wait(0.1):
+            if self.stop.is_set():
+                log.info("stopped while connecting to Kafka; the attempt is given up")
+                return _STOPPED
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     # ------------------------------------------------------------------ close
 

@@ -300,3 +300,29 @@ def test_produce_sends_the_generated_stream_keyed_by_card(broker, topic_factory,
     got = sorted((r.value, r.key) for r in read_topic(broker.bootstrap, other, expect=3))
     assert got == sorted([(b'{"card_id": "c1", "amount": 3}', b"c1"), (b"not json", None),
                           (b'{"amount": 4}', None)])
+
+
+def test_sigterm_while_no_broker_answers_at_start_stops_at_once(tmp_path):
+    # Nothing listens at the address: the Kafka client would wait out its
+    # bootstrap timeout (30 s by default) before it gives up.
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "source": {"type": "kafka", "kafka": {
+            "bootstrap_servers": f"127.0.0.1:{free_port()}", "topics": ["tx"]}},
+        "features": {"fields": [{"name": "a"}]},
+        "alerts": {"sink": "kafka", "topic": "alerts"},
+        "metrics": {"enabled": False},
+        "shutdown": {"timeout_s": 20},
+    }))
+    daemon = Daemon(cfg, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: b"kafka producer" in (tmp_path / "daemon.log").read_bytes(), 20,
+                 "the first connection attempt", daemon)
+        time.sleep(1.0)
+        start = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        assert time.monotonic() - start < 5
+    finally:
+        daemon.kill()
+    assert b"the attempt is given up" in (tmp_path / "daemon.log").read_bytes()
