@@ -336,8 +336,12 @@ class _Daemon:
                     return None
                 return built
             except (KafkaTimeoutError, KafkaConnectionError) as exc:
-                log.warning("%s: no broker answered (%s); retrying in %.0fs", what,
-                            type(exc).__name__, delay)
+                # A broker that refuses the connection's security settings (a
+                # SASL mechanism, TLS) looks the same from here: the client's
+                # own error lines above say which.
+                log.warning("%s: no broker answered (%s); retrying in %.0fs (check "
+                            "bootstrap_servers and the security settings: the Kafka client "
+                            "logs the cause)", what, type(exc).__name__, delay)
             # Waiting for the broker is not a stall: stay live, not ready.
             self.health.mark_iteration()
             self.health.set_broker_reachable(False)
