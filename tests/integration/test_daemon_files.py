@@ -192,36 +192,36 @@ def test_restart_with_a_checkpoint_goes_on_after_the_last_line(tmp_path):
     assert meta["n_events"] == len(audit)
 
 
-def test_a_checkpoint_of_other_features_is_refused(tmp_path):
-    lines, _, _ = stream(n=200)
+def quiet_config(tmp_path: Path, n: int = 200) -> tuple[Path, dict]:
+    """n events in a file and a config that sends nothing anywhere: its path and document."""
     events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join(lines) + b"\n")
+    events.write_bytes(b"\n".join(stream(n=n)[0]) + b"\n")
     cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
                  {"sink": "none"})
-    doc = yaml.safe_load(cfg.read_text())
+    return cfg, yaml.safe_load(cfg.read_text())
+
+
+def restart_changed(tmp_path: Path, change) -> subprocess.CompletedProcess:
+    """A run that checkpoints, then a run of the configuration as ``change`` leaves it."""
+    cfg, doc = quiet_config(tmp_path)
     doc["checkpoint"] = {"dir": str(tmp_path / "ckpt")}
     cfg.write_text(yaml.safe_dump(doc))
     assert run(["--config", str(cfg)]).returncode == 0
-    doc["features"]["fields"] = [{"name": "a", "transform": "log1p"}, {"name": "b"}]
+    change(doc)
     cfg.write_text(yaml.safe_dump(doc))
-    done = run(["--config", str(cfg)])
+    return run(["--config", str(cfg)])
+
+
+def test_a_checkpoint_of_other_features_is_refused(tmp_path):
+    done = restart_changed(tmp_path, lambda doc: doc["features"].update(
+        fields=[{"name": "a", "transform": "log1p"}, {"name": "b"}]))
     assert done.returncode == 1
     assert b"feature_fingerprint" in done.stderr and b"cannot start" in done.stderr
 
 
 def test_a_checkpoint_of_another_covariance_type_stops_the_start_clearly(tmp_path):
-    lines, _, _ = stream(n=200)
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join(lines) + b"\n")
-    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
-                 {"sink": "none"})
-    doc = yaml.safe_load(cfg.read_text())
-    doc["checkpoint"] = {"dir": str(tmp_path / "ckpt")}
-    cfg.write_text(yaml.safe_dump(doc))
-    assert run(["--config", str(cfg)]).returncode == 0
-    doc["detector"]["covariance_type"] = "diag"
-    cfg.write_text(yaml.safe_dump(doc))
-    done = run(["--config", str(cfg)])
+    done = restart_changed(tmp_path, lambda doc: doc["detector"].update(
+        covariance_type="diag"))
     assert done.returncode == 1 and b"Traceback" not in done.stderr
     assert (b"cannot be restored under this detector configuration: the saved model has "
             b"covariance_type 'full', the detector is configured with 'diag'") in done.stderr
@@ -230,11 +230,7 @@ def test_a_checkpoint_of_another_covariance_type_stops_the_start_clearly(tmp_pat
 def test_a_taken_metrics_port_stops_the_start_in_one_line(tmp_path):
     import socket
 
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join(stream(n=50)[0]) + b"\n")
-    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
-                 {"sink": "none"})
-    doc = yaml.safe_load(cfg.read_text())
+    cfg, doc = quiet_config(tmp_path, n=50)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -249,14 +245,9 @@ def test_a_model_file_of_other_features_stops_the_start_with_both_widths(tmp_pat
     from streamgmm.model.gmm import GaussianMixture
     from streamgmm.model.io import save_model
 
-    lines, _, _ = stream(n=100)
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join(lines) + b"\n")
     save_model(GaussianMixture(1).fit(np.random.default_rng(0).normal(size=(200, 3))),
                tmp_path / "m.npz")
-    cfg = config(tmp_path, {"type": "file", "file": {"path": str(events)}}, {"sink": "none"},
-                 {"sink": "none"})
-    doc = yaml.safe_load(cfg.read_text())
+    cfg, doc = quiet_config(tmp_path, n=100)
     doc["detector"].update(mode="novelty", model_path=str(tmp_path / "m.npz"))
     cfg.write_text(yaml.safe_dump(doc))
     done = run(["--config", str(cfg)])

@@ -101,6 +101,12 @@ class Daemon:
     def signal(self, signum: int) -> None:
         os.kill(self.proc.pid, signum)
 
+    def terminate(self, timeout_s: float) -> tuple[int, float]:
+        """SIGTERM: the exit code and the seconds it took."""
+        start = time.monotonic()
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout_s), time.monotonic() - start
+
     def wait(self, timeout_s: float) -> int:
         try:
             return self.proc.wait(timeout_s)
@@ -187,10 +193,8 @@ def test_kafka_events_alerts_dead_letters_and_commits(broker, topic_factory, tmp
         wait_for(lambda: b"streamgmm_dead_letters_total 24.0" in urllib.request.urlopen(
             f"http://127.0.0.1:{port}/metrics", timeout=5).read(), 10,
             "every dead letter counted", daemon)
-        start = time.monotonic()
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(10) == 0
-        assert time.monotonic() - start < 10
+        code, seconds = daemon.terminate(10)
+        assert code == 0 and seconds < 10
     finally:
         daemon.kill()
 
@@ -319,10 +323,8 @@ def test_sigterm_while_no_broker_answers_at_start_stops_at_once(tmp_path):
         wait_for(lambda: b"kafka producer" in (tmp_path / "daemon.log").read_bytes(), 20,
                  "the first connection attempt", daemon)
         time.sleep(1.0)
-        start = time.monotonic()
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(15) == 0
-        assert time.monotonic() - start < 5
+        code, seconds = daemon.terminate(15)
+        assert code == 0 and seconds < 5
     finally:
         daemon.kill()
     assert b"the attempt is given up" in (tmp_path / "daemon.log").read_bytes()
