@@ -852,6 +852,7 @@ class AnomalyDetector:
                 m = self.model
                 out.update({f"model_{k}": np.asarray(getattr(m, k)) for k in
                             ("weights_", "means_", "covariances_", "precisions_cholesky_")})
+                out["model_covariance_type"] = np.array(m.covariance_type)
                 out.update({f"model_{k}": v for k, v in m._state_arrays().items()})
                 X, seq, preq = self._window.ordered()
                 out["det_window_X"], out["det_window_seq"] = X, seq
@@ -882,11 +883,16 @@ class AnomalyDetector:
             k = arrays["model_weights_"].shape[0]
             d = np.shape(arrays["model_means_"])[-1]
             shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
-            saved = next((kind for kind, shape in shapes.items()
-                          if np.shape(arrays["model_covariances_"]) == shape), "unknown")
-            if saved != det.covariance_type:
-                raise ValueError(f"the saved model has covariance_type {saved!r}, the "
-                                 f"detector is configured with {det.covariance_type!r}")
+            if "model_covariance_type" in arrays:
+                saved = [str(arrays["model_covariance_type"])]
+            else:  # written before the type was saved: what its shape allows
+                shape = np.shape(arrays["model_covariances_"])
+                saved = [kind for kind, s in shapes.items() if s == shape]
+            if det.covariance_type not in saved:
+                raise CheckpointIncompatible(
+                    f"the saved model has covariance_type "
+                    f"{' or '.join(map(repr, saved)) or 'of no known shape'}, the detector is "
+                    f"configured with {det.covariance_type!r}")
             m = OnlineGaussianMixture(**det._online())
             m.n_components = k
             m._set_params(MixtureParams(det.covariance_type, *(
@@ -941,6 +947,11 @@ class AnomalyDetector:
 
 
 SCALED_BOUND = MAX_MAGNITUDE / 10.0
+
+
+class CheckpointIncompatible(ValueError):
+    """Saved state that the detector as configured cannot take (another
+    covariance type): a configuration change, not damage."""
 
 
 def _is_int(value) -> bool:

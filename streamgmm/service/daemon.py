@@ -158,6 +158,7 @@ class _Daemon:
         self.source: Any = None
         self.audit: AuditLog | None = None
         self.loop: ConsumerLoop | None = None
+        self._restored_redo: dict[TP, int] = {}
         self.evaluation: Evaluation | None = None
 
     # ------------------------------------------------------------------ start
@@ -202,7 +203,7 @@ class _Daemon:
             audit=self.audit, checkpoint=self._checkpoint if self.store else None,
             observer=self.evaluation,
         )
-        self.loop.restore(learned)
+        self.loop.restore(learned, self._restored_redo)
         if not getattr(self.source, "partitioned", True):
             self.loop.on_assign(sorted(self.source.assignment()))
         self.health.set_model_ready(bool(self.detector.ready))
@@ -222,7 +223,7 @@ class _Daemon:
 
     def _restore(self) -> dict[TP, int]:
         """Load the newest checkpoint into a detector; the offsets it had learned up to."""
-        from streamgmm.detect.detector import AnomalyDetector
+        from streamgmm.detect.detector import AnomalyDetector, CheckpointIncompatible
 
         cfg = self.config
         names = self.decoder.feature_names
@@ -236,12 +237,14 @@ class _Daemon:
                 try:
                     self.detector = AnomalyDetector.from_state_arrays(
                         ckpt.arrays, **AnomalyDetector.config_params(cfg.detector, names))
-                except (ValueError, TypeError, KeyError, IndexError) as exc:
+                except CheckpointIncompatible as exc:
                     raise _Startup(
                         f"checkpoint {ckpt.path} cannot be restored under this detector "
                         f"configuration: {exc}; restore the former detector settings, or "
                         f"move the checkpoint directory aside to start afresh") from exc
                 offsets = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("offsets", [])}
+                self._restored_redo = {(t, int(p)): int(o)
+                                       for t, p, o in ckpt.meta.get("redo_offsets", [])}
                 log.info("restored checkpoint %s: %d events learned, offsets %s", ckpt.path,
                          int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets))
                 return offsets
@@ -256,8 +259,10 @@ class _Daemon:
     def _checkpoint(self, learned: dict[TP, int]) -> None:
         """Save the detector's state and the offsets it has learned up to."""
         assert self.store is not None
+        redo = self.loop.redo_offsets if self.loop is not None else {}
         meta = {
             "offsets": [[t, p, o] for (t, p), o in sorted(learned.items())],
+            "redo_offsets": [[t, p, o] for (t, p), o in sorted(redo.items())],
             "feature_fingerprint": self.fingerprint,
             "feature_names": list(self.decoder.feature_names),
             "n_events": int(self.detector.n_events_),

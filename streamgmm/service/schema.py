@@ -551,11 +551,12 @@ def topic_problems(topic: str) -> list[str]:
 
 
 def _matches(pattern: str | None, topic: str | None) -> bool:
-    """Whether a subscription ``pattern`` takes ``topic`` (False for a bad pattern)."""
+    """Whether a subscription ``pattern`` takes ``topic`` as the Kafka client does
+    (``re.match``: a prefix match) (False for a bad pattern)."""
     if pattern is None or topic is None:
         return False
     try:
-        return re.fullmatch(pattern, topic) is not None
+        return re.match(pattern, topic) is not None
     except re.error:
         return False
 

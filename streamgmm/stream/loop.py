@@ -263,9 +263,18 @@ class ConsumerLoop:
 
     # ------------------------------------------------------------- partitions
 
-    def restore(self, learned: dict[TP, int]) -> None:
-        """Take the offsets the restored model has learned up to (from a checkpoint)."""
+    def restore(self, learned: dict[TP, int], redo: dict[TP, int] | None = None) -> None:
+        """Take the offsets the restored model has learned up to (from a checkpoint),
+        and where failed batches were still to be redone (``redo_offsets``)."""
         self.learned.update(learned)
+        self._redo_from.update(redo or {})
+
+    @property
+    def redo_offsets(self) -> dict[TP, int]:
+        """Per partition, where a failed batch is to be redone from until a commit
+        covers it; a checkpoint keeps it, for a restart that finds no committed
+        offset (a broker restarted empty after a stop that could not commit)."""
+        return dict(self._redo_from)
 
     def on_assign(self, partitions: list[TP]) -> None:
         """Ask the committed offsets and seek back to what the model has not learned.
@@ -525,6 +534,8 @@ class ConsumerLoop:
         for (topic, partition), offset in first.items():
             self.source.seek(topic, partition, offset)
             tp = (topic, partition)
+            # From what the group has not committed (a replayed part is not redone).
+            offset = max(offset, self.committed.get(tp) or 0)
             self._redo_from[tp] = min(self._redo_from.get(tp, offset), offset)
 
     def _decode(self, records: list[Record]) -> Decoded:

@@ -213,6 +213,35 @@ def test_state_round_trip_through_an_npz_file(tmp_path):
     assert restored.refit_counts == det.refit_counts
 
 
+@pytest.mark.parametrize("saved_type", [True, False], ids=["typed", "older"])
+def test_a_diag_model_with_as_many_components_as_features_restores(tmp_path, saved_type):
+    # Its covariances (k, d) have the shape of a tied one (d, d): the saved type
+    # decides, and a checkpoint written before the type was saved goes by the
+    # configured one.
+    from streamgmm.detect.detector import CheckpointIncompatible
+    from streamgmm.service.checkpoint import CheckpointStore
+
+    params = dict(n_components=2, covariance_type="diag", warmup=300, window=800,
+                  random_state=0, refit_enabled=False)
+    det = AnomalyDetector(**params)
+    X = _stream(1000, seed=2, d=2)
+    det.process(X[:600])
+    arrays = det.state_arrays()
+    assert arrays["model_covariances_"].shape == (2, 2)
+    if not saved_type:
+        del arrays["model_covariance_type"]
+    store = CheckpointStore(tmp_path)
+    store.save(arrays, {})
+    loaded = store.load_latest().arrays
+    restored = AnomalyDetector.from_state_arrays(dict(loaded), **params)
+    _same(det.process(X[600:]), restored.process(X[600:]))
+    shown = "'diag'" if saved_type else "'tied' or 'diag'"
+    with pytest.raises(CheckpointIncompatible, match=f"the saved model has covariance_type "
+                                                     f"{shown}, the detector is configured "
+                                                     f"with 'full'"):
+        AnomalyDetector.from_state_arrays(dict(loaded), **{**params, "covariance_type": "full"})
+
+
 def test_novelty_mode_with_fit_only_scores():
     ref = _stream(2000, seed=4)
     ref = ref[np.abs(ref - ref.mean(0)).max(axis=1) < 12]

@@ -253,7 +253,8 @@ def test_topic_names_kafka_would_refuse_are_named():
     ]
 
 
-@pytest.mark.parametrize("source", [{"topics": ["tx"]}, {"pattern": "t.*"}])
+@pytest.mark.parametrize("source", [{"topics": ["tx"]}, {"pattern": "t.*"},
+                                    {"pattern": "t"}])  # the client's match is a prefix one
 def test_sinks_cannot_write_to_a_topic_the_source_reads(source):
     data = {**MINIMAL, "source": {"type": "kafka", "kafka": {
         "bootstrap_servers": "localhost:9092", **source}},

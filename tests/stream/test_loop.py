@@ -611,3 +611,40 @@ def test_a_failed_commit_is_redone_when_the_group_comes_back_without_commits(tmp
     assert set(read_audit(tmp_path / "audit.txt")) == set(ids(records))
     assert source.group_offsets == ends(records)
     assert loop.detector.n_events_ == len(records)
+
+
+class FailingFromSource(ScriptedSource):
+    """Every commit from the ``fail_from``-th on fails (the broker went away)."""
+
+    def __init__(self, *args, fail_from: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_from, self.n_commits = fail_from, 0
+
+    def commit(self, offsets) -> bool:
+        self.n_commits += 1
+        return self.n_commits < self.fail_from and super().commit(offsets)
+
+
+def test_a_redo_left_at_a_stop_survives_a_restart_that_finds_no_committed_offset(tmp_path):
+    records = events(400)
+    first_source = FailingFromSource(records, fail_from=5)
+    first = make_loop(first_source, tmp_path / "one")
+    stop = threading.Event()
+    first.process(first_source.poll(0.01))  # four batches commit
+    for _ in range(5):
+        first.process(first_source.poll(0.01))  # the broker is gone: the fifth fails
+    first.finish()
+    redo, learned = first.redo_offsets, dict(first.learned)
+    assert redo and all(redo[tp] < learned[tp] for tp in redo)
+    # The broker comes back empty: no committed offsets at all.
+    second_source = ScriptedSource(records)
+    second = make_loop(second_source, tmp_path / "two", det=first.detector)
+    second.restore(learned, redo)
+    second.on_assign(sorted(second_source.assignment()))
+    assert {(t, p): o for t, p, o in second_source.seeks} == redo
+    second.run(stop)
+    # What the first run sent but never had acknowledged is alerted (audited) again.
+    redone = {f"{t}/{p}/{o}" for (t, p), start in redo.items()
+              for o in range(start, learned[(t, p)])}
+    assert redone <= set(read_audit(tmp_path / "two" / "audit.txt"))
+    assert second_source.group_offsets == ends(records)
