@@ -318,7 +318,7 @@ class _Daemon:
             from streamgmm.stream.kafka_process import ProcessKafkaSource as source_class
 
             options = {"log_level": self.config.logging.level,
-                       "log_format": self.config.logging.format}
+                       "log_format": self.config.logging.format, "abort": self.stop}
         else:
             from streamgmm.stream.kafka_io import KafkaSource as source_class
         return source_class(

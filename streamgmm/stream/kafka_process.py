@@ -83,6 +83,10 @@ class _Batch:
         return records_from_chunks([c for c in self.chunks if (c[0], c[1]) not in self.stale])
 
 
+class StartAborted(Exception):
+    """The consumer process was told to stop before it had connected."""
+
+
 class ProcessKafkaSource:
     """:class:`~streamgmm.stream.kafka_io.KafkaSource` in a child process, reading ahead.
 
@@ -96,6 +100,10 @@ class ProcessKafkaSource:
     start_timeout_s : float
         How long the child may take to start and connect, on top of the
         consumer's own ``bootstrap_timeout_ms``.
+    abort : threading.Event, optional
+        Set (the daemon told to stop) while the child still connects: the
+        child is killed at once and :class:`StartAborted` raised, rather than
+        waiting out the consumer's bootstrap timeout.
 
     Raises
     ------
@@ -123,6 +131,7 @@ class ProcessKafkaSource:
         log_level: str | None = None,
         log_format: str = "text",
         start_timeout_s: float = 60.0,
+        abort: threading.Event | None = None,
     ) -> None:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
@@ -155,10 +164,29 @@ class ProcessKafkaSource:
         self._process.start()
         child_end.close()
         try:
-            self._wait(self._send("start"), timeout_s=start_timeout_s)
+            self._wait_start(self._send("start"), start_timeout_s, abort)
+        except StartAborted:
+            self._process.kill()  # it ignores SIGTERM, and would be joined at exit
+            self._stop_process(5.0)
+            raise
         except BaseException:
             self._stop_process(5.0)
             raise
+
+    def _wait_start(self, request: int, timeout_s: float, abort: threading.Event | None) -> None:
+        """The child's answer to ``start``, looking at ``abort`` every 0.1 s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if abort is not None and abort.is_set():
+                raise StartAborted("stopped while the Kafka consumer process was connecting")
+            remaining = deadline - time.monotonic()
+            try:
+                self._wait(request, timeout_s=max(0.0, min(0.1, remaining)))
+                return
+            except TimeoutError:
+                if remaining <= 0.1:
+                    raise TimeoutError(f"the Kafka consumer process did not answer within "
+                                       f"{timeout_s:.0f}s") from None
 
     # -- reading -------------------------------------------------------------
 
@@ -311,12 +339,14 @@ class ProcessKafkaSource:
         while request not in self._stash:
             remaining = deadline - time.monotonic()
             try:
-                if not self._conn.poll(max(0.0, remaining)):
-                    raise TimeoutError(
-                        f"the Kafka consumer process did not answer within {timeout_s:.0f}s")
-                answer_id, ok, value, state = self._conn.recv()
+                ready = self._conn.poll(max(0.0, remaining))
+                if ready:
+                    answer_id, ok, value, state = self._conn.recv()
             except (EOFError, OSError) as exc:
                 raise self._gone() from exc
+            if not ready:  # (TimeoutError is an OSError: raised outside the try)
+                raise TimeoutError(
+                    f"the Kafka consumer process did not answer within {timeout_s:.0f}s")
             if state is not None:
                 self._state = state
             # A read-ahead batch that comes in while waiting for something

@@ -306,21 +306,28 @@ def test_produce_sends_the_generated_stream_keyed_by_card(broker, topic_factory,
                           (b'{"amount": 4}', None)])
 
 
-def test_sigterm_while_no_broker_answers_at_start_stops_at_once(tmp_path):
+@pytest.mark.parametrize(("client", "alerts", "consumer_process"), [
+    ("kafka producer", {"sink": "kafka", "topic": "alerts"}, True),
+    ("kafka source", {"sink": "stdout"}, True),  # the consumer's child process
+    ("kafka source", {"sink": "stdout"}, False),
+])
+def test_sigterm_while_no_broker_answers_at_start_stops_at_once(tmp_path, client, alerts,
+                                                                 consumer_process):
     # Nothing listens at the address: the Kafka client would wait out its
     # bootstrap timeout (30 s by default) before it gives up.
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({
         "source": {"type": "kafka", "kafka": {
-            "bootstrap_servers": f"127.0.0.1:{free_port()}", "topics": ["tx"]}},
+            "bootstrap_servers": f"127.0.0.1:{free_port()}", "topics": ["tx"],
+            "consumer_process": consumer_process}},
         "features": {"fields": [{"name": "a"}]},
-        "alerts": {"sink": "kafka", "topic": "alerts"},
+        "alerts": alerts,
         "metrics": {"enabled": False},
         "shutdown": {"timeout_s": 20},
     }))
     daemon = Daemon(cfg, tmp_path / "daemon.log")
     try:
-        wait_for(lambda: b"kafka producer" in (tmp_path / "daemon.log").read_bytes(), 20,
+        wait_for(lambda: client.encode() in (tmp_path / "daemon.log").read_bytes(), 20,
                  "the first connection attempt", daemon)
         time.sleep(1.0)
         code, seconds = daemon.terminate(15)
