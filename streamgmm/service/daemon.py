@@ -371,6 +371,7 @@ class _Daemon:
 
         threading.Thread(target=run, name="streamgmm-connect", daemon=True).start()
         while not done.wait(0.1):
+            self.health.mark_iteration()  # waiting for a broker is not a stall
             if self.stop.is_set():
                 log.info("stopped while connecting to Kafka; the attempt is given up")
                 return _STOPPED
