@@ -589,24 +589,26 @@ class ConsumerLoop:
         alert: bool,
         out: _Outcome,
     ) -> None:
-        X = decoded.X[rows]
-        try:
-            d = self.detector.process(X, learn=learn, alert=alert)
-        except InputRejected as exc:
-            # A value the detector refuses before changing anything (the
-            # decoder's checks keep these out): dead-letter that event and go on
-            # with the rest, rather than fail on this batch at every restart.
-            # Any other error is not the event's doing and stops the daemon.
-            row = rows[exc.row]
-            name = self.decoder.feature_names[exc.column]
-            reason = Reason("rejected", f"{name}: {show_number(exc.value)} refused by the "
-                                        f"detector ({exc})")
-            log.warning("event refused by the detector, dead-lettered: %s", reason.detail)
-            bisect.insort(decoded.errors, (int(decoded.ok[row]), reason))
-            rest = rows[rows != row]
-            if rest.size:
-                self._run_group(records, decoded, rest, learn, alert, out)
-            return
+        while True:
+            X = decoded.X[rows]
+            try:
+                d = self.detector.process(X, learn=learn, alert=alert)
+                break
+            except InputRejected as exc:
+                # A value the detector refuses before changing anything (the
+                # decoder's checks keep these out): dead-letter that event and go
+                # on with the rest, rather than fail on this batch at every
+                # restart. Any other error is not the event's doing and stops
+                # the daemon.
+                row = rows[exc.row]
+                name = self.decoder.feature_names[exc.column]
+                reason = Reason("rejected", f"{name}: {show_number(exc.value)} refused by "
+                                            f"the detector ({exc})")
+                log.warning("event refused by the detector, dead-lettered: %s", reason.detail)
+                bisect.insort(decoded.errors, (int(decoded.ok[row]), reason))
+                rows = rows[rows != row]
+                if not rows.size:
+                    return
         self.model_version = int(d.model_version)
         if not alert:
             out.n_replayed += rows.size

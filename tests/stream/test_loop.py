@@ -648,3 +648,19 @@ def test_a_redo_left_at_a_stop_survives_a_restart_that_finds_no_committed_offset
               for o in range(start, learned[(t, p)])}
     assert redone <= set(read_audit(tmp_path / "two" / "audit.txt"))
     assert second_source.group_offsets == ends(records)
+
+
+def test_a_batch_the_detector_refuses_whole_is_dead_lettered_event_by_event(tmp_path):
+    # More refused events in one batch than Python's recursion limit.
+    records = [Record(TOPIC, 0, i, f"k{i}".encode(),
+                      json.dumps({"id": f"e{i}", "a": 7.5, "b": 0.0}).encode(), None)
+               for i in range(1500)]
+    dead = ListSink()
+    det = RefusingDetector(n_components=1, warmup=100, window=300, random_state=0,
+                           refit_enabled=False)
+    source = ScriptedSource(records, batch_size=3000)
+    loop = make_loop(source, tmp_path, det=det, dead=dead)
+    stats = loop.run(threading.Event())
+    assert (stats.scored, stats.dead_letters) == (0, 1500)
+    assert all(dict(h)["streamgmm.reason"] == b"rejected" for _, _, h in dead.delivered)
+    assert source.group_offsets == {(TOPIC, 0): 1500}
