@@ -158,7 +158,6 @@ class _Daemon:
         self.source: Any = None
         self.audit: AuditLog | None = None
         self.loop: ConsumerLoop | None = None
-        self._restored_redo: dict[TP, int] = {}
         self.evaluation: Evaluation | None = None
 
     # ------------------------------------------------------------------ start
@@ -178,7 +177,7 @@ class _Daemon:
                 raise _Startup(f"metrics: {exc.strerror or exc}") from exc
             log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)",
                      self.server.host, self.server.port)
-        learned = self._restore()
+        learned, redo = self._restore()
         worker = self.detector.start_refit_worker()
         if worker is not None:
             pid = self.detector.refit_worker_pid
@@ -203,7 +202,7 @@ class _Daemon:
             audit=self.audit, checkpoint=self._checkpoint if self.store else None,
             observer=self.evaluation,
         )
-        self.loop.restore(learned, self._restored_redo)
+        self.loop.restore(learned, redo)
         if not getattr(self.source, "partitioned", True):
             self.loop.on_assign(sorted(self.source.assignment()))
         self.health.set_model_ready(bool(self.detector.ready))
@@ -221,8 +220,9 @@ class _Daemon:
             checkpoint_interval_s=cfg.checkpoint.interval_s,
         )
 
-    def _restore(self) -> dict[TP, int]:
-        """Load the newest checkpoint into a detector; the offsets it had learned up to."""
+    def _restore(self) -> tuple[dict[TP, int], dict[TP, int]]:
+        """Load the newest checkpoint into a detector; the offsets it had learned
+        up to, and those it was to redo from (``ConsumerLoop.redo_offsets``)."""
         from streamgmm.detect.detector import AnomalyDetector, CheckpointIncompatible
 
         cfg = self.config
@@ -243,18 +243,17 @@ class _Daemon:
                         f"configuration: {exc}; restore the former detector settings, or "
                         f"move the checkpoint directory aside to start afresh") from exc
                 offsets = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("offsets", [])}
-                self._restored_redo = {(t, int(p)): int(o)
-                                       for t, p, o in ckpt.meta.get("redo_offsets", [])}
+                redo = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("redo_offsets", [])}
                 log.info("restored checkpoint %s: %d events learned, offsets %s", ckpt.path,
                          int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets))
-                return offsets
+                return offsets, redo
         self.detector = AnomalyDetector.from_config(cfg.detector, names)
         model = self.detector.model
         if model is not None and model.n_features_in_ != len(names):
             raise _Startup(f"detector.model_path: {cfg.detector.model_path} has "
                            f"{model.n_features_in_} features, but the features section "
                            f"gives {len(names)} ({', '.join(names)})")
-        return {}
+        return {}, {}
 
     def _checkpoint(self, learned: dict[TP, int]) -> None:
         """Save the detector's state and the offsets it has learned up to."""

@@ -562,8 +562,8 @@ def _matches(pattern: str | None, topic: str | None) -> bool:
 
 
 def _sink_rules(sink: str, topic: str | None, path: str | None) -> list[tuple[str, str]]:
-    if sink == "kafka" and topic is not None and topic_problems(topic):
-        return [("topic", p) for p in topic_problems(topic)]
+    if sink == "kafka" and topic is not None and (problems := topic_problems(topic)):
+        return [("topic", p) for p in problems]
     if sink == "kafka" and not topic:
         return [("topic", "required with sink kafka")]
     if sink == "file" and not path:
@@ -667,7 +667,7 @@ class Config:
             read = self.source.type == "kafka" and sink.sink == "kafka" and (
                 sink.topic in (self.source.kafka.topics or ())
                 or _matches(self.source.kafka.pattern, sink.topic))
-            if read:  # its records would come back as events, and one bad event loop
+            if read:  # its records would come back as events: one bad event would loop
                 problems.append((f"{section}.topic", f"expected a topic the source does not "
                                                      f"read, got {sink.topic!r}"))
         return problems
