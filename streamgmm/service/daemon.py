@@ -372,8 +372,13 @@ class _Daemon:
         while not done.wait(0.1):
             self.health.mark_iteration()  # waiting for a broker is not a stall
             if self.stop.is_set():
-                log.info("stopped while connecting to Kafka; the attempt is given up")
-                return _STOPPED
+                break
+        if self.stop.is_set() and "value" not in box:
+            # Stopped first, or the attempt gave up because of the stop (the
+            # consumer process is killed at a stop and says so) before this
+            # thread looked: either way the stop, not the error, is the news.
+            log.info("stopped while connecting to Kafka; the attempt is given up")
+            return _STOPPED
         if "error" in box:
             raise box["error"]
         return box["value"]
