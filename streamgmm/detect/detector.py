@@ -321,6 +321,8 @@ class AnomalyDetector:
         self._last_refit_time = time.monotonic()
         self.refit_counts = {"accepted": 0, "rejected": 0, "failed": 0}
         self.last_refit_seconds = float("nan")
+        #: Called with (outcome, seconds) as each refit is applied (the daemon's metrics).
+        self.on_refit: Callable[[str, float], None] | None = None
         if model_path is not None:
             from streamgmm.model.io import load
 
@@ -765,6 +767,8 @@ class AnomalyDetector:
             return
         self.refit_counts[result.outcome] += 1
         self.last_refit_seconds = result.seconds
+        if self.on_refit is not None:
+            self.on_refit(result.outcome, result.seconds)
         log.info("refit %s in %.2fs (candidate %.4f vs current %.4f)%s%s", result.outcome,
                  result.seconds, result.candidate_score, result.current_score,
                  f"; {result.taken_back.size} held-out events taken back as a recurring mode"

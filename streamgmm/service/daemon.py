@@ -22,19 +22,19 @@ import logging
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from streamgmm.service import signals
 from streamgmm.service.checkpoint import CheckpointError, CheckpointStore
 from streamgmm.service.config import config_fingerprint
+from streamgmm.service.connect import connect
+from streamgmm.service.evaluation import Evaluation, format_summary
 from streamgmm.service.health import HealthState, make_app, serve
+from streamgmm.service.kafka_options import consumer_options, producer_options, servers
 from streamgmm.service.logs import setup_logging
 from streamgmm.service.metrics import Metrics
-from streamgmm.service.schema import Config, KafkaConfig
+from streamgmm.service.schema import Config
 from streamgmm.stream.alerts import format_pretty
 from streamgmm.stream.audit import AuditLog
 from streamgmm.stream.decode import REASONS, Decoder
@@ -47,7 +47,8 @@ from streamgmm.stream.file_io import (
     StreamSink,
 )
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings, LoopStats
-from streamgmm.stream.records import Record
+from streamgmm.stream.offsets import Offsets
+from streamgmm.stream.protocols import TP, Sink, Source
 
 log = logging.getLogger("streamgmm.daemon")
 
@@ -60,14 +61,11 @@ log = logging.getLogger("streamgmm.daemon")
 #: ms either way).
 SWITCH_INTERVAL_S = 0.001
 
-__all__ = ["EXIT_FAILED", "Evaluation", "run_daemon"]
+__all__ = ["EXIT_FAILED", "run_daemon"]
 
 EXIT_FAILED = 1
-TP = tuple[str, int]
-_RETRY_MAX_S = 30.0
 
 
-_STOPPED = object()  # what _unless_stopped gives when the daemon stopped first
 
 
 class _Startup(Exception):
@@ -128,13 +126,12 @@ class _ProbedHealth(HealthState):
     call of its own, so it is safe from the probe's thread.
     """
 
-    source: Any = None
+    source: Source | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """The probe bodies' state, with the broker's reachability as of now."""
-        check = getattr(self.source, "broker_reachable", None)
-        if check is not None:
-            self.set_broker_reachable(check())
+        if self.source is not None:
+            self.set_broker_reachable(self.source.broker_reachable())
         return super().snapshot()
 
 
@@ -153,9 +150,9 @@ class _Daemon:
         self.server = None
         self.store: CheckpointStore | None = None
         self.detector: Any = None
-        self.alerts: Any = None
-        self.dead_letters: Any = None
-        self.source: Any = None
+        self.alerts: Sink | None = None
+        self.dead_letters: Sink | None = None
+        self.source: Source | None = None
         self.audit: AuditLog | None = None
         self.loop: ConsumerLoop | None = None
         self.evaluation: Evaluation | None = None
@@ -177,7 +174,7 @@ class _Daemon:
                 raise _Startup(f"metrics: {exc.strerror or exc}") from exc
             log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)",
                      self.server.host, self.server.port)
-        learned, redo = self._restore()
+        offsets = self._restore()
         worker = self.detector.start_refit_worker()
         if worker is not None:
             pid = self.detector.refit_worker_pid
@@ -190,7 +187,7 @@ class _Daemon:
         self._build_sinks()
         if self.stop.is_set():
             return
-        self.source = self._retry("the Kafka consumer", self._build_source)
+        self.source = connect("the Kafka consumer", self._build_source, self.stop, self.health)
         if self.source is None:
             return
         if isinstance(self.source, GenerateSource):
@@ -200,10 +197,9 @@ class _Daemon:
             self.source, self.decoder, self.detector, self.alerts, self.dead_letters,
             settings=self._settings(), metrics=self.metrics, health=self.health,
             audit=self.audit, checkpoint=self._checkpoint if self.store else None,
-            observer=self.evaluation,
+            observer=self.evaluation, offsets=offsets,
         )
-        self.loop.restore(learned, redo)
-        if not getattr(self.source, "partitioned", True):
+        if not self.source.partitioned:
             self.loop.on_assign(sorted(self.source.assignment()))
         self.health.set_model_ready(bool(self.detector.ready))
 
@@ -220,9 +216,9 @@ class _Daemon:
             checkpoint_interval_s=cfg.checkpoint.interval_s,
         )
 
-    def _restore(self) -> tuple[dict[TP, int], dict[TP, int]]:
+    def _restore(self) -> Offsets:
         """Load the newest checkpoint into a detector; the offsets it had learned
-        up to, and those it was to redo from (``ConsumerLoop.redo_offsets``)."""
+        up to and was to redo from."""
         from streamgmm.detect.detector import AnomalyDetector, CheckpointIncompatible
 
         cfg = self.config
@@ -242,26 +238,23 @@ class _Daemon:
                         f"checkpoint {ckpt.path} cannot be restored under this detector "
                         f"configuration: {exc}; restore the former detector settings, or "
                         f"move the checkpoint directory aside to start afresh") from exc
-                offsets = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("offsets", [])}
-                redo = {(t, int(p)): int(o) for t, p, o in ckpt.meta.get("redo_offsets", [])}
+                offsets = Offsets.from_checkpoint(ckpt.meta)
                 log.info("restored checkpoint %s: %d events learned, offsets %s", ckpt.path,
-                         int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets))
-                return offsets, redo
+                         int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets.learned))
+                return offsets
         self.detector = AnomalyDetector.from_config(cfg.detector, names)
         model = self.detector.model
         if model is not None and model.n_features_in_ != len(names):
             raise _Startup(f"detector.model_path: {cfg.detector.model_path} has "
                            f"{model.n_features_in_} features, but the features section "
                            f"gives {len(names)} ({', '.join(names)})")
-        return {}, {}
+        return Offsets()
 
-    def _checkpoint(self, learned: dict[TP, int]) -> None:
-        """Save the detector's state and the offsets it has learned up to."""
+    def _checkpoint(self, offsets: Offsets) -> None:
+        """Save the detector's state and where it stands on each partition."""
         assert self.store is not None
-        redo = self.loop.redo_offsets if self.loop is not None else {}
         meta = {
-            "offsets": [[t, p, o] for (t, p), o in sorted(learned.items())],
-            "redo_offsets": [[t, p, o] for (t, p), o in sorted(redo.items())],
+            **offsets.checkpoint_form(),
             "feature_fingerprint": self.fingerprint,
             "feature_names": list(self.decoder.feature_names),
             "n_events": int(self.detector.n_events_),
@@ -275,7 +268,7 @@ class _Daemon:
             return
         self.metrics.observe_checkpoint(True)
         log.info("checkpoint %s written: %d events learned, offsets %s", path.name,
-                 meta["n_events"], _show_offsets(learned))
+                 meta["n_events"], _show_offsets(offsets.learned))
 
     # ------------------------------------------------------------- components
 
@@ -283,7 +276,7 @@ class _Daemon:
         cfg = self.config
         producer = None
         if "kafka" in (cfg.alerts.sink, cfg.dead_letter.sink):
-            producer = self._retry("the Kafka producer", self._build_producer)
+            producer = connect("the Kafka producer", self._build_producer, self.stop, self.health)
             if producer is None:
                 return
         pretty = self.alerts_format == "pretty" or (
@@ -298,9 +291,9 @@ class _Daemon:
         from streamgmm.stream.kafka_io import make_producer
 
         kafka = self.config.source.kafka
-        return make_producer(_servers(kafka), producer_options(kafka))
+        return make_producer(servers(kafka), producer_options(kafka))
 
-    def _build_source(self) -> Any:
+    def _build_source(self) -> Source:
         cfg = self.config.source
         if cfg.type == "generate":
             g = cfg.generate
@@ -321,67 +314,12 @@ class _Daemon:
         else:
             from streamgmm.stream.kafka_io import KafkaSource as source_class
         return source_class(
-            _servers(k), k.group_id, topics=k.topics, pattern=k.pattern,
+            servers(k), k.group_id, topics=k.topics, pattern=k.pattern,
             client_options=consumer_options(k), max_poll_records=k.max_poll_records,
             on_assign=lambda tps: self.loop.on_assign(tps) if self.loop else None,
             on_revoke=lambda tps: self.loop.on_revoke(tps) if self.loop else None,
             reachability_window_s=k.broker_timeout_s, **options,
         )
-
-    def _retry(self, what: str, build: Callable[[], Any]) -> Any:
-        """``build()``, retried with backoff while no broker answers; None if stopped first."""
-        from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-
-        delay = 1.0
-        while not self.stop.is_set():
-            try:
-                built = self._unless_stopped(build)
-                if built is _STOPPED:
-                    return None
-                return built
-            except (KafkaTimeoutError, KafkaConnectionError) as exc:
-                # A broker that refuses the connection's security settings (a
-                # SASL mechanism, TLS) looks the same from here: the client's
-                # own error lines above say which.
-                log.warning("%s: no broker answered (%s); retrying in %.0fs (check "
-                            "bootstrap_servers and the security settings: the Kafka client "
-                            "logs the cause)", what, type(exc).__name__, delay)
-            # Waiting for the broker is not a stall: stay live, not ready.
-            self.health.mark_iteration()
-            self.health.set_broker_reachable(False)
-            self.stop.wait(delay)
-            delay = min(delay * 2, _RETRY_MAX_S)
-        return None
-
-    def _unless_stopped(self, build: Callable[[], Any]) -> Any:
-        """``build()`` on a daemon thread, given up (``_STOPPED``) when the daemon is
-        told to stop first: a client waiting out its bootstrap timeout (30 s by
-        default) must not hold a shutdown past ``shutdown.timeout_s``."""
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                box["value"] = build()
-            except BaseException as exc:  # noqa: BLE001 - raised again below
-                box["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name="streamgmm-connect", daemon=True).start()
-        while not done.wait(0.1):
-            self.health.mark_iteration()  # waiting for a broker is not a stall
-            if self.stop.is_set():
-                break
-        if self.stop.is_set() and "value" not in box:
-            # Stopped first, or the attempt gave up because of the stop (the
-            # consumer process is killed at a stop and says so) before this
-            # thread looked: either way the stop, not the error, is the news.
-            log.info("stopped while connecting to Kafka; the attempt is given up")
-            return _STOPPED
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
 
     # ------------------------------------------------------------------ close
 
@@ -422,88 +360,11 @@ class _Daemon:
             sys.stderr.flush()
 
 
-# ---------------------------------------------------------------- evaluation
-
-
-class Evaluation:
-    """Precision and recall of the alerts against the generated stream's fraud labels.
-
-    The labels never reach the detector: the decoder reads only the configured
-    features. Only events scored by a ready model count (the warm-up events
-    are not scored).
-    """
-
-    def __init__(self, source: GenerateSource) -> None:
-        self.source = source
-        self.scored = 0
-        self.flagged = 0
-        self.true_positives = 0
-        self.frauds: Counter[str] = Counter()
-        self.caught: Counter[str] = Counter()
-
-    def __call__(self, records: Sequence[Record], scored: np.ndarray, flagged: np.ndarray) -> None:
-        """Count one batch: ``scored`` and ``flagged`` index ``records``."""
-        patterns = self.source.pop_labels([records[i] for i in scored])
-        hit = set(flagged.tolist())
-        self.scored += len(scored)
-        self.flagged += len(hit)
-        for i, pattern in zip(scored.tolist(), patterns, strict=True):
-            if pattern is None:
-                continue
-            self.frauds[pattern] += 1
-            if i in hit:
-                self.caught[pattern] += 1
-                self.true_positives += 1
-
-    def summary(self) -> dict[str, Any]:
-        """Precision, recall and recall per fraud pattern, as plain values."""
-        n_fraud = sum(self.frauds.values())
-        return {
-            "evaluated": self.scored,
-            "frauds": n_fraud,
-            "precision": round(self.true_positives / self.flagged, 4) if self.flagged else None,
-            "recall": round(self.true_positives / n_fraud, 4) if n_fraud else None,
-            "recall_by_pattern": {
-                p: round(self.caught[p] / n, 4) for p, n in sorted(self.frauds.items())
-            },
-        }
-
-
-def format_summary(fields: dict[str, Any]) -> str:
-    """The summary as a few readable lines."""
-    lines = [
-        "",
-        "streamgmm summary",
-        f"  events        {fields['events']} in {fields['seconds']:.1f} s "
-        f"({fields['events_per_s']:.0f} events/s)",
-        f"  alerts        {fields['alerts']}",
-        f"  dead letters  {fields['dead_letters']}",
-    ]
-    if fields.get("replayed"):
-        lines.append(f"  replayed      {fields['replayed']} (learned again after restart, "
-                     "no alerts)")
-    if "precision" in fields:
-        pct = _percent
-        lines += [
-            f"  evaluated     {fields['evaluated']} events after warm-up, "
-            f"{fields['frauds']} of them fraud (labels injected by the generator)",
-            f"  precision     {pct(fields['precision'])}  (alerts that are fraud)",
-            f"  recall        {pct(fields['recall'])}  (fraud that was alerted)",
-        ]
-        for pattern, recall in fields["recall_by_pattern"].items():
-            lines.append(f"    {pattern:<18} recall {pct(recall)}")
-    return "\n".join(lines) + "\n"
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 # ------------------------------------------------------------------- helpers
 
 
 def _sink(kind: str, topic: str | None, path: str | None, producer: Any, what: str,
-          render: Callable[[bytes], str] | None) -> Any:
+          render: Callable[[bytes], str] | None) -> Sink:
     if kind == "kafka":
         from streamgmm.stream.kafka_io import KafkaSink
 
@@ -519,62 +380,6 @@ def _render_pretty(value: bytes) -> str:
     import json
 
     return format_pretty(json.loads(value))
-
-
-def _servers(kafka: KafkaConfig) -> list[str]:
-    servers = kafka.bootstrap_servers
-    if isinstance(servers, str):
-        return [s.strip() for s in servers.split(",") if s.strip()]
-    return list(servers or [])
-
-
-_SECURITY_KEYS = (
-    "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
-    "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password",
-)
-
-
-def _security(kafka: KafkaConfig) -> dict[str, Any]:
-    return {key: getattr(kafka, key) for key in _SECURITY_KEYS if getattr(kafka, key) is not None}
-
-
-def reconnect_backoff_max_ms(kafka: KafkaConfig) -> int:
-    """The longest wait between reconnection attempts: a quarter of ``broker_timeout_s``, 1-5 s.
-
-    kafka-python backs off up to 30 s by default, so after an outage a
-    consumer could sit idle for half a minute with the broker back; this
-    keeps recovery within a few seconds of the broker's return while an
-    outage costs a handful of connection attempts a second at most.
-    """
-    return int(1000 * min(5.0, max(1.0, kafka.broker_timeout_s / 4)))
-
-
-def consumer_options(kafka: KafkaConfig) -> dict[str, Any]:
-    """kafka-python consumer settings from the ``source.kafka`` section."""
-    return {
-        "client_id": kafka.client_id,
-        "session_timeout_ms": kafka.session_timeout_ms,
-        "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
-        "max_poll_interval_ms": kafka.max_poll_interval_ms,
-        "auto_offset_reset": kafka.auto_offset_reset,
-        "reconnect_backoff_max_ms": reconnect_backoff_max_ms(kafka),
-        **_security(kafka),
-        **kafka.client_options,
-    }
-
-
-def producer_options(kafka: KafkaConfig) -> dict[str, Any]:
-    """kafka-python producer settings: the connection's security and the shared client options.
-
-    Of ``client_options``, only those a producer knows (timeouts, backoffs,
-    metadata age...) are passed; consumer-only ones stay with the consumer.
-    """
-    from kafka import KafkaProducer
-
-    shared = {k: v for k, v in kafka.client_options.items() if k in KafkaProducer.DEFAULT_CONFIG}
-    return {"client_id": f"{kafka.client_id}-producer",
-            "reconnect_backoff_max_ms": reconnect_backoff_max_ms(kafka),
-            **_security(kafka), **shared}
 
 
 def _show_offsets(offsets: dict[TP, int]) -> str:

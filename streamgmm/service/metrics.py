@@ -6,10 +6,11 @@ units (seconds, ratios), counters end in ``_total``, timestamps in
 event id or key). Latencies are histograms with buckets fitted to the
 workload; the Python Summary computes no quantiles.
 
-The consumer loop, the refitter and the checkpointer update these metrics
-through the helpers of :class:`Metrics`; the dashboards and alert rules in
-``deploy/`` read them, and ``tests/test_deploy.py`` checks that every name
-they use is declared here.
+The consumer loop and the checkpointer update these metrics through the
+helpers of :class:`Metrics`; the model's gauges are read from the detector at
+scrape time (:class:`ModelGauges`) and its refits counted as they are
+applied. The dashboards and alert rules in ``deploy/`` read them, and
+``tests/test_deploy.py`` checks that every name they use is declared here.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 #: Reason codes of undecodable messages (those of ``streamgmm.stream.decode.REASONS``;
 #: the loop passes that tuple). ``other`` catches any code not listed, so a new
@@ -100,8 +103,6 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._clock = clock
         self._started = clock()
-        self._lock = threading.Lock()
-        self._components: set[str] = set()
         self._last_checkpoint = 0.0
         self._rejoins = 0
         self.decode_reasons = tuple(dict.fromkeys([*decode_reasons, "other"]))
@@ -166,24 +167,10 @@ class Metrics:
 
     def _declare_model(self) -> None:
         reg = self.registry
-        # The log-density below which an event is an anomaly.
-        self.threshold = Gauge(
-            "streamgmm_threshold_log_density", "Current anomaly threshold (log-density).",
-            registry=reg)
-        # Mean log-density of the events in the rolling window.
-        self.mean_log_density = Gauge(
-            "streamgmm_mean_log_density", "Mean log-density over the rolling window.",
-            registry=reg)
-        # Mixing weight of each component (sums to 1).
-        self.component_weight = Gauge(
-            "streamgmm_component_weight_ratio", "Mixing weight of each component.",
-            ["component"], registry=reg)
-        # Number of components of the model in use.
-        self.model_components = Gauge(
-            "streamgmm_model_components", "Components of the mixture in use.", registry=reg)
-        # Incremented on every model swap (warm-up, accepted refit, restore).
-        self.model_version = Gauge(
-            "streamgmm_model_version", "Version of the model in use.", registry=reg)
+        # The threshold, mean log-density, component weights, component count
+        # and model version are read from the detector at scrape time.
+        self.model = ModelGauges()
+        reg.register(self.model)
         # 1 once a model exists and scores, 0 during warm-up.
         self.model_ready = Gauge(
             "streamgmm_model_ready", "1 when a model is ready to score, else 0.", registry=reg)
@@ -237,9 +224,6 @@ class Metrics:
         self.build = Info("streamgmm_build", "Version of the running streamgmm.", registry=reg)
 
     def _precreate_children(self) -> None:
-        # No model yet: a gap on the dashboard, not a misleading zero.
-        self.threshold.set(math.nan)
-        self.mean_log_density.set(math.nan)
         # Series that alerts and dashboards rely on must exist at zero.
         for reason in self.decode_reasons:
             self.decode_errors.labels(reason=reason)
@@ -311,31 +295,11 @@ class Metrics:
         else:
             self.checkpoint_failures.inc()
 
-    def observe_model(
-        self,
-        version: int,
-        weights: Sequence[float],
-        threshold: float | None,
-        mean_log_density: float | None,
-    ) -> None:
-        """Publish the state of the model in use; ``None`` leaves a gauge as it is."""
-        self.model_version.set(version)
-        self.set_component_weights(weights)
-        if threshold is not None and math.isfinite(threshold):
-            self.threshold.set(threshold)
-        if mean_log_density is not None and math.isfinite(mean_log_density):
-            self.mean_log_density.set(mean_log_density)
-
-    def set_component_weights(self, weights: Sequence[float]) -> None:
-        """Set one weight series per component, removing those of components gone."""
-        labels = [str(i) for i in range(len(weights))]
-        with self._lock:
-            for gone in self._components.difference(labels):
-                self.component_weight.remove(gone)
-            for label, weight in zip(labels, weights, strict=True):
-                self.component_weight.labels(component=label).set(float(weight))
-            self._components = set(labels)
-        self.model_components.set(len(labels))
+    def watch_model(self, detector: Any) -> None:
+        """Read the model's gauges from ``detector`` at every scrape, and count its
+        refits (``detector.on_refit``) as they are applied."""
+        self.model.detector = detector
+        detector.on_refit = self.observe_refit
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Set the lag of each ``(topic, partition)`` (a TopicPartition works)."""
@@ -360,3 +324,78 @@ class Metrics:
         """Count one iteration of the consumer loop and stamp its time."""
         self.loop_iterations.inc()
         self.last_loop_iteration.set(self._clock())
+
+
+class ModelGauges:
+    """The gauges of the model in use, read from the detector when Prometheus scrapes.
+
+    Nothing is pushed from the consumer loop: a scrape reads the detector's
+    ``model_version``, ``weights``, ``threshold_value`` and ``mean_score``
+    (each a read of values the loop replaces whole, safe from the scrape's
+    thread). Until the detector is ready the gauges keep what they showed
+    last: at first version 0, no component series, and NaN for the threshold
+    and the mean (a gap on the dashboard, not a misleading zero); a value that
+    is not finite, or a read that fails mid-swap, leaves a gauge as it was.
+    """
+
+    _HELP = {
+        "streamgmm_threshold_log_density": "Current anomaly threshold (log-density).",
+        "streamgmm_mean_log_density": "Mean log-density over the rolling window.",
+        "streamgmm_component_weight_ratio": "Mixing weight of each component.",
+        "streamgmm_model_components": "Components of the mixture in use.",
+        "streamgmm_model_version": "Version of the model in use.",
+    }
+
+    def __init__(self) -> None:
+        self.detector: Any = None
+        self._lock = threading.Lock()
+        self.version = 0
+        self.weights: list[float] = []
+        self.threshold = math.nan
+        self.mean_log_density = math.nan
+
+    def _read(self) -> None:
+        det = self.detector
+        if det is None or not det.ready:
+            return
+        try:
+            version, weights = int(det.model_version), [float(w) for w in det.weights]
+            threshold, mean = _finite_or(det.threshold_value), _finite_or(det.mean_score)
+        except (TypeError, ValueError, AttributeError, IndexError):
+            return  # caught mid-swap: the next scrape reads it
+        self.version, self.weights = version, weights
+        self.threshold = self.threshold if threshold is None else threshold
+        self.mean_log_density = self.mean_log_density if mean is None else mean
+
+    def describe(self) -> Iterator[Metric]:
+        """The families, without samples (the registry checks names against them)."""
+        for name, doc in self._HELP.items():
+            labels = ["component"] if name == "streamgmm_component_weight_ratio" else None
+            yield GaugeMetricFamily(name, doc, labels=labels)
+
+    def collect(self) -> Iterator[Metric]:
+        """The model's gauges as of now."""
+        with self._lock:
+            self._read()
+            version, weights = self.version, list(self.weights)
+            threshold, mean = self.threshold, self.mean_log_density
+        helps = self._HELP
+        yield GaugeMetricFamily("streamgmm_threshold_log_density",
+                                helps["streamgmm_threshold_log_density"], value=threshold)
+        yield GaugeMetricFamily("streamgmm_mean_log_density",
+                                helps["streamgmm_mean_log_density"], value=mean)
+        family = GaugeMetricFamily("streamgmm_component_weight_ratio",
+                                   helps["streamgmm_component_weight_ratio"],
+                                   labels=["component"])
+        for i, weight in enumerate(weights):
+            family.add_metric([str(i)], weight)
+        yield family
+        yield GaugeMetricFamily("streamgmm_model_components",
+                                helps["streamgmm_model_components"], value=len(weights))
+        yield GaugeMetricFamily("streamgmm_model_version", helps["streamgmm_model_version"],
+                                value=version)
+
+
+def _finite_or(value: Any) -> float | None:
+    out = float(value)
+    return out if math.isfinite(out) else None

@@ -32,6 +32,7 @@ from typing import IO, Any, BinaryIO, TextIO
 import msgspec
 
 from streamgmm.stream.decode import Decoded, Decoder
+from streamgmm.stream.protocols import TP, Sink, Source
 from streamgmm.stream.records import Header, Record
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,9 @@ __all__ = [
     "StreamSink",
 ]
 
-TP = tuple[str, int]
 
 
-class _LocalSource:
+class _LocalSource(Source):
     """What the single-partition sources share: offsets, seeking, decoding."""
 
     partitioned = False
@@ -346,7 +346,7 @@ class GenerateSource(_LocalSource):
 # --------------------------------------------------------------------------- sinks
 
 
-class StreamSink:
+class StreamSink(Sink):
     """Writes each record value as one line to a text stream (stdout by default).
 
     Parameters
@@ -438,7 +438,7 @@ class JsonlFileSink(StreamSink):
         self.stream.close()
 
 
-class NullSink:
+class NullSink(Sink):
     """Counts what it is given and keeps nothing (``sink: none``)."""
 
     def __init__(self) -> None:

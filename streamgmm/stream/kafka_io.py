@@ -42,12 +42,12 @@ from kafka import (
 )
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from streamgmm.stream.protocols import TP, CommitAnswer, Sink, Source
 from streamgmm.stream.records import Chunk, Header, Record
 
 log = logging.getLogger(__name__)
 
 #: (topic, partition): how partitions are named outside this module.
-TP = tuple[str, int]
 PartitionCallback = Callable[[list[TP]], None]
 
 _POLL_ERROR_LOG_INTERVAL_S = 10.0
@@ -176,7 +176,7 @@ class _QueueingListener(ConsumerRebalanceListener):
         self._events.append(("revoke", sorted((tp.topic, tp.partition) for tp in lost)))
 
 
-class KafkaSource:
+class KafkaSource(Source):
     """Group-managed Kafka consumer that yields raw :class:`Record` batches.
 
     Parameters
@@ -463,8 +463,8 @@ class KafkaSource:
         """Send a commit (as :meth:`commit`) without waiting for its answer."""
         to_commit = self._assigned_offsets(offsets)
         if not to_commit:
-            return CommitAnswer(None, self, 0)
-        return CommitAnswer(self._consumer.commit_async(offsets=to_commit), self, len(to_commit))
+            return PendingCommit(None, self, 0)
+        return PendingCommit(self._consumer.commit_async(offsets=to_commit), self, len(to_commit))
 
     def _assigned_offsets(self, offsets: Mapping[TP, int]) -> dict[TopicPartition, Any]:
         """The offsets of partitions still assigned, as kafka-python commits them."""
@@ -588,7 +588,7 @@ class KafkaSource:
         self._dispatch_events()
 
 
-class CommitAnswer:
+class PendingCommit:
     """A commit sent without waiting: :meth:`done` says whether it is answered, :meth:`result`
     waits for the answer (True when committed; a failure is logged and counted by the source)."""
 
@@ -625,7 +625,7 @@ class CommitAnswer:
         log.warning("commit of %d partition(s) failed: %s", self._n, why)
 
 
-class KafkaSink:
+class KafkaSink(Sink):
     """Producer side of one topic that can tell which sends were delivered.
 
     Parameters

@@ -39,18 +39,15 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from streamgmm.stream.protocols import TP, CommitAnswer, Source
 from streamgmm.stream.records import Chunk, Record, records_from_chunks
-
-if TYPE_CHECKING:
-    from streamgmm.stream.kafka_io import CommitAnswer
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ProcessKafkaSource"]
 
-TP = tuple[str, int]
 
 #: How long one slice of the child's poll may block before it looks for
 #: requests: the longest a commit or seek waits when the topic is quiet.
@@ -87,7 +84,7 @@ class StartAborted(Exception):
     """The consumer process was told to stop before it had connected."""
 
 
-class ProcessKafkaSource:
+class ProcessKafkaSource(Source):
     """:class:`~streamgmm.stream.kafka_io.KafkaSource` in a child process, reading ahead.
 
     Takes KafkaSource's parameters, plus:
@@ -250,7 +247,7 @@ class ProcessKafkaSource:
         """Commit next-to-read offsets (see KafkaSource.commit); True when done."""
         return bool(self._call("commit", dict(offsets)))
 
-    def commit_async(self, offsets: Mapping[TP, int]) -> _Answer:
+    def commit_async(self, offsets: Mapping[TP, int]) -> CommitAnswer:
         """Ask for a commit and go on; ``.result()`` is its answer (as :meth:`commit`'s).
 
         The child commits between two slices of its reading, so the caller can

@@ -30,6 +30,7 @@ from streamgmm.service.schema import DetectorConfig, FeaturesConfig
 from streamgmm.stream.decode import REASONS, Decoder
 from streamgmm.stream.file_io import NullSink
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings
+from streamgmm.stream.protocols import Source
 from streamgmm.stream.records import Record
 from streamgmm.testing import TansuBroker, fast_kafka_source, free_port
 
@@ -228,7 +229,7 @@ def test_a_replica_with_no_partitions_is_ready_and_idle(broker, topic_factory, t
 # ------------------------------------------------------- a stuck loop, in-process
 
 
-class BlockingSource:
+class BlockingSource(Source):
     """A one-partition source whose poll blocks while ``gate`` is clear."""
 
     partitioned = True

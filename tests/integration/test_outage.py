@@ -173,7 +173,7 @@ def test_sigterm_during_an_outage_still_exits_within_the_budget(tmp_path: Path) 
                          [(3, 1000), (10, 2500), (15, 3750), (60, 5000)])
 def test_reconnect_backoff_follows_broker_timeout_unless_set(broker_timeout_s, expected_ms):
     from streamgmm.service.config import from_dict
-    from streamgmm.service.daemon import consumer_options, producer_options
+    from streamgmm.service.kafka_options import consumer_options, producer_options
     from streamgmm.service.schema import KafkaConfig
 
     kafka = from_dict(KafkaConfig, {"topics": ["t"], "broker_timeout_s": broker_timeout_s})

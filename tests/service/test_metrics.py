@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -126,18 +127,28 @@ def test_decode_errors_unknown_reason_counts_as_other():
                 if s["reason"] == "brand_new_reason"]
 
 
+class ModelStandIn:
+    """What the model gauges read of a detector, set by hand."""
+
+    def __init__(self, ready=True, version=1, weights=(1.0,), threshold=-10.0, mean=-3.0):
+        self.ready, self.model_version, self.weights = ready, version, list(weights)
+        self.threshold_value, self.mean_score = threshold, mean
+        self.on_refit = None
+
+
 def test_component_weights_follow_k_as_it_changes():
     m = Metrics(CollectorRegistry())
-    m.set_component_weights([0.5, 0.3, 0.2])
+    model = ModelStandIn(weights=[0.5, 0.3, 0.2])
+    m.watch_model(model)
     assert {s["component"] for s in series(m.registry, "streamgmm_component_weight_ratio")} == {
         "0", "1", "2"}
     assert sample(m.registry, "streamgmm_model_components") == 3
-    m.set_component_weights([0.6, 0.4])
+    model.weights = [0.6, 0.4]
     assert {s["component"] for s in series(m.registry, "streamgmm_component_weight_ratio")} == {
         "0", "1"}
     assert sample(m.registry, "streamgmm_component_weight_ratio", component="0") == 0.6
     assert sample(m.registry, "streamgmm_model_components") == 2
-    m.set_component_weights([0.25] * 4)
+    model.weights = [0.25] * 4
     assert sample(m.registry, "streamgmm_component_weight_ratio", component="3") == 0.25
     assert sample(m.registry, "streamgmm_model_components") == 4
 
@@ -155,13 +166,43 @@ def test_lag_series_are_removed_on_revoke():
 def test_model_gauges_are_gaps_until_a_model_exists():
     m = Metrics(CollectorRegistry())
     assert math.isnan(sample(m.registry, "streamgmm_threshold_log_density"))
-    m.observe_model(version=2, weights=[0.7, 0.3], threshold=-12.5, mean_log_density=-4.0)
+    model = ModelStandIn(ready=False, version=2, weights=[0.7, 0.3], threshold=-12.5, mean=-4.0)
+    m.watch_model(model)
+    assert math.isnan(sample(m.registry, "streamgmm_threshold_log_density"))  # warming up
+    assert sample(m.registry, "streamgmm_model_version") == 0
+    model.ready = True
     assert sample(m.registry, "streamgmm_threshold_log_density") == -12.5
     assert sample(m.registry, "streamgmm_mean_log_density") == -4.0
     assert sample(m.registry, "streamgmm_model_version") == 2
-    m.observe_model(version=3, weights=[1.0], threshold=None, mean_log_density=math.nan)
+    model.model_version, model.weights, model.threshold_value = 3, [1.0], None
+    model.mean_score = math.nan
     assert sample(m.registry, "streamgmm_threshold_log_density") == -12.5
     assert sample(m.registry, "streamgmm_mean_log_density") == -4.0
+
+
+def test_model_gauges_read_the_detector_at_scrape_time():
+    from streamgmm.detect.detector import AnomalyDetector
+
+    m = Metrics(CollectorRegistry())
+    det = AnomalyDetector(n_components=2, warmup=200, window=400, refit_enabled=False,
+                          random_state=0)
+    m.watch_model(det)
+    rng = np.random.default_rng(0)
+    det.process(rng.normal(0, 1, (600, 2)))
+    assert sample(m.registry, "streamgmm_model_version") == det.model_version
+    assert sample(m.registry, "streamgmm_threshold_log_density") == det.threshold_value
+    weights = [sample(m.registry, "streamgmm_component_weight_ratio", component=str(i))
+               for i in range(len(det.weights))]
+    assert weights == pytest.approx(det.weights.tolist(), abs=0)
+
+
+def test_refits_are_counted_as_the_detector_applies_them():
+    m = Metrics(CollectorRegistry())
+    model = ModelStandIn()
+    m.watch_model(model)
+    model.on_refit("rejected", 0.3)
+    assert sample(m.registry, "streamgmm_refits_total", outcome="rejected") == 1
+    assert sample(m.registry, "streamgmm_refit_duration_seconds_sum") == 0.3
 
 
 def test_refits_count_by_outcome_and_reject_unknown_outcomes():

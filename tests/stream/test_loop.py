@@ -19,6 +19,7 @@ from streamgmm.service.schema import FeaturesConfig
 from streamgmm.stream.audit import AuditLog, read_audit
 from streamgmm.stream.decode import REASONS, Decoder
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings
+from streamgmm.stream.protocols import Sink, Source
 from streamgmm.stream.records import Record
 
 FEATURES = from_dict(FeaturesConfig, {"key": "id", "fields": [{"name": "a"}, {"name": "b"}]})
@@ -43,7 +44,7 @@ def events(n: int, partitions: int = 2, seed: int = 0, bad_every: int = 0) -> li
     return out
 
 
-class ScriptedSource:
+class ScriptedSource(Source):
     """A Kafka-like source over a fixed log per partition, with positions, seeks and commits."""
 
     partitioned = True
@@ -129,7 +130,7 @@ class AsyncCommitSource(ScriptedSource):
         return Answer()
 
 
-class ListSink:
+class ListSink(Sink):
     """Keeps what is sent; fails the next ``fail`` flushes."""
 
     def __init__(self, fail: int = 0) -> None:
@@ -191,6 +192,11 @@ def make_loop(source, tmp_path, det=None, alerts=None, dead=None, **kwargs):
         audit=AuditLog(tmp_path / "audit.txt"), **kwargs)
     loop.on_assign(sorted(source.assignment()))
     return loop
+
+
+def learned_into(calls: list):
+    """A checkpoint callback that keeps the learned offsets of each call."""
+    return lambda offsets: calls.append(dict(offsets.learned))
 
 
 def ends(records):
@@ -304,9 +310,9 @@ def test_restart_replays_between_checkpoint_and_commit_without_alerts(tmp_path):
     source = ScriptedSource(records)
     saved = {}
 
-    def checkpoint(learned):
+    def checkpoint(offsets):
         if "arrays" not in saved:
-            saved.update(arrays=first.detector.state_arrays(), learned=dict(learned),
+            saved.update(arrays=first.detector.state_arrays(), learned=dict(offsets.learned),
                          n=first.detector.n_events_)
 
     first = make_loop(source, tmp_path / "one", checkpoint=checkpoint)
@@ -342,7 +348,7 @@ def test_restart_replays_between_checkpoint_and_commit_without_alerts(tmp_path):
 def test_checkpoint_gets_the_learned_offsets_at_the_end(tmp_path):
     records = events(200, partitions=3)
     calls = []
-    loop = make_loop(ScriptedSource(records), tmp_path, checkpoint=calls.append)
+    loop = make_loop(ScriptedSource(records), tmp_path, checkpoint=learned_into(calls))
     loop.run(threading.Event())
     assert calls and calls[-1] == ends(records)
 
@@ -376,7 +382,7 @@ def test_partitions_new_to_the_model_are_checkpointed_before_they_are_learned(tm
     records = events(200, partitions=3)
     calls = []
     source = StartingSource(records, committed={(TOPIC, 2): 7})
-    loop = make_loop(source, tmp_path, checkpoint=calls.append)
+    loop = make_loop(source, tmp_path, checkpoint=learned_into(calls))
     assert calls == [{(TOPIC, 0): 0, (TOPIC, 1): 0, (TOPIC, 2): 7}]
     loop.run(threading.Event())
     assert loop.detector.n_events_ == sum(calls[-1].values()) - 7
@@ -400,19 +406,25 @@ def test_a_partition_processed_elsewhere_meanwhile_goes_on_from_the_committed_of
 
 class QuietSource(ScriptedSource):
     """Its records, then a quiet spell of empty polls (releasing ``quiet`` at
-    the first), then exhausted."""
+    the first), then exhausted: after ``quiet_polls`` polls once ``until()``
+    holds, or after ``max_quiet_s`` (a loaded machine's refit takes longer)."""
 
-    def __init__(self, *args, quiet_polls: int = 200, **kwargs) -> None:
+    def __init__(self, *args, quiet_polls: int = 200, until=lambda: True,
+                 max_quiet_s: float = 60.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.quiet = threading.Event()
-        self.quiet_polls = quiet_polls
+        self.quiet_polls, self.until, self.max_quiet_s = quiet_polls, until, max_quiet_s
+        self._quiet_since = None
 
     def poll(self, timeout_s: float) -> list[Record]:
         out = super().poll(timeout_s)
         if not out:
             self.quiet.set()
-            self.quiet_polls -= 1
-            self.exhausted = self.quiet_polls <= 0
+            self._quiet_since = self._quiet_since or time.monotonic()
+            if self.until():
+                self.quiet_polls -= 1
+            timed_out = time.monotonic() - self._quiet_since > self.max_quiet_s
+            self.exhausted = self.quiet_polls <= 0 or timed_out
             time.sleep(0.005)
         return out
 
@@ -422,7 +434,11 @@ def test_a_refit_that_finishes_on_a_quiet_stream_is_applied(tmp_path, monkeypatc
     # it, so only the loop's quiet-time check can swap it in.
     from streamgmm.detect import refit as refit_module
 
-    source = QuietSource(events(400))
+    det = AnomalyDetector(n_components=1, covariance_type="diag", contamination=0.05,
+                          window=200, warmup=60, refit_every=100_000, random_state=0,
+                          feature_names=["a", "b"], top_features=2)
+    source = QuietSource(events(400), quiet_polls=20,
+                         until=lambda: sum(det.refit_counts.values()) > 0)
     real = refit_module.fit_candidate
 
     def after_the_stream(*args, **kwargs):
@@ -430,9 +446,6 @@ def test_a_refit_that_finishes_on_a_quiet_stream_is_applied(tmp_path, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(refit_module, "fit_candidate", after_the_stream)
-    det = AnomalyDetector(n_components=1, covariance_type="diag", contamination=0.05,
-                          window=200, warmup=60, refit_every=100_000, random_state=0,
-                          feature_names=["a", "b"], top_features=2)
     loop = make_loop(source, tmp_path, det=det)
     loop.run(threading.Event())
     det.close()

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from streamgmm.service import daemon as daemon_module
-from streamgmm.service.config import from_dict
-from streamgmm.service.schema import Config
+from streamgmm.service.connect import STOPPED, unless_stopped
+from streamgmm.service.health import HealthState
 from streamgmm.stream.kafka_process import StartAborted
 
 
-def make_daemon(stop: threading.Event) -> daemon_module._Daemon:
-    config = from_dict(Config, {"source": {"type": "stdin"},
-                                "features": {"fields": [{"name": "a"}]},
-                                "metrics": {"enabled": False}})
-    return daemon_module._Daemon(config, "json", stop)
+def attempt(build, stop: threading.Event):
+    return unless_stopped(build, stop, HealthState(60))
 
 
 def test_an_attempt_that_gives_up_because_of_the_stop_counts_as_stopped():
@@ -27,7 +23,7 @@ def test_an_attempt_that_gives_up_because_of_the_stop_counts_as_stopped():
         stop.set()
         raise StartAborted("stopped while the Kafka consumer process was connecting")
 
-    assert make_daemon(stop)._unless_stopped(build) is daemon_module._STOPPED
+    assert attempt(build, stop) is STOPPED
 
 
 def test_an_error_without_a_stop_is_raised():
@@ -37,7 +33,7 @@ def test_an_error_without_a_stop_is_raised():
         raise ConnectionRefusedError("no broker")
 
     try:
-        make_daemon(stop)._unless_stopped(build)
+        attempt(build, stop)
     except ConnectionRefusedError:
         pass
     else:
@@ -45,4 +41,4 @@ def test_an_error_without_a_stop_is_raised():
 
 
 def test_a_value_built_is_returned():
-    assert make_daemon(threading.Event())._unless_stopped(lambda: 42) == 42
+    assert attempt(lambda: 42, threading.Event()) == 42
