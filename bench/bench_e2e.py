@@ -63,10 +63,10 @@ from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
 from streamgmm.service.config import load_config  # noqa: E402
 from streamgmm.service.daemon import SWITCH_INTERVAL_S  # noqa: E402
 from streamgmm.stream.decode import Decoder  # noqa: E402
-from streamgmm.stream.file_io import NullSink  # noqa: E402
 from streamgmm.stream.kafka_io import KafkaSink, KafkaSource  # noqa: E402
 from streamgmm.stream.kafka_process import ProcessKafkaSource  # noqa: E402
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings  # noqa: E402
+from streamgmm.stream.sinks import NullSink  # noqa: E402
 from streamgmm.synth import generate_events  # noqa: E402
 from streamgmm.testing import FAST_CONSUMER_OPTIONS, TansuBroker  # noqa: E402
 

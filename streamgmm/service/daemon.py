@@ -38,17 +38,11 @@ from streamgmm.service.schema import Config
 from streamgmm.stream.alerts import format_pretty
 from streamgmm.stream.audit import AuditLog
 from streamgmm.stream.decode import REASONS, Decoder
-from streamgmm.stream.file_io import (
-    FileSource,
-    GenerateSource,
-    JsonlFileSink,
-    NullSink,
-    StdinSource,
-    StreamSink,
-)
+from streamgmm.stream.file_io import FileSource, GenerateSource, StdinSource
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings, LoopStats
 from streamgmm.stream.offsets import Offsets
 from streamgmm.stream.protocols import TP, Sink, Source
+from streamgmm.stream.sinks import JsonlFileSink, NullSink, StreamSink
 
 log = logging.getLogger("streamgmm.daemon")
 

@@ -28,10 +28,10 @@ from streamgmm.service.health import HealthState, make_app, serve
 from streamgmm.service.metrics import Metrics
 from streamgmm.service.schema import DetectorConfig, FeaturesConfig
 from streamgmm.stream.decode import REASONS, Decoder
-from streamgmm.stream.file_io import NullSink
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings
 from streamgmm.stream.protocols import Source
 from streamgmm.stream.records import Record
+from streamgmm.stream.sinks import NullSink
 from streamgmm.testing import TansuBroker, fast_kafka_source, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

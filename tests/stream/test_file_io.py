@@ -13,14 +13,8 @@ import pytest
 from streamgmm.service.config import from_dict
 from streamgmm.service.schema import FeaturesConfig
 from streamgmm.stream.decode import Decoder
-from streamgmm.stream.file_io import (
-    FileSource,
-    GenerateSource,
-    JsonlFileSink,
-    NullSink,
-    StdinSource,
-    StreamSink,
-)
+from streamgmm.stream.file_io import FileSource, GenerateSource, StdinSource
+from streamgmm.stream.sinks import JsonlFileSink, NullSink, StreamSink
 
 FEATURES = from_dict(FeaturesConfig, {"key": "id", "fields": [{"name": "a"}, {"name": "b"}]})
 
