@@ -20,12 +20,14 @@ from streamgmm.model.base import (
     NotFittedError,
     check_array,
 )
+from streamgmm.model.buffer import EventBuffer
 from streamgmm.model.covariance import check_covariance_type, n_parameters
 from streamgmm.model.em import MixtureParams, final_stats
 from streamgmm.model.estep import batch_stats
 from streamgmm.model.gmm import GaussianMixture
 from streamgmm.model.init import check_random_state
 from streamgmm.model.reading import FittedMixtureMixin
+from streamgmm.model.respawn import split_heaviest
 from streamgmm.model.schedule import DriftMonitor, StepSchedule
 from streamgmm.model.stats import SuffStats, stats_from_params
 
@@ -427,70 +429,6 @@ class OnlineGaussianMixture(FittedMixtureMixin, EstimatorMixin):
             int(v) for v in state[3:7])
         self.drift_ = DriftMonitor.from_array(self.drift_threshold, arrays["drift_state"])
         self._pending = None
-
-
-class EventBuffer:
-    """Rows (and weights) held until a batch EM runs on them; bounded by its caller."""
-
-    def __init__(self, n_features: int):
-        self.n_features = n_features
-        self.parts: list[tuple[np.ndarray, np.ndarray | None]] = []
-        self.n_rows = 0
-        self.mass = 0.0
-
-    def add(self, X: np.ndarray, sample_weight: np.ndarray | None) -> None:
-        self.parts.append((X.copy(), None if sample_weight is None else sample_weight.copy()))
-        self.n_rows += X.shape[0]
-        self.mass += float(X.shape[0] if sample_weight is None else sample_weight.sum())
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
-        X = np.vstack([x for x, _ in self.parts])
-        if all(w is None for _, w in self.parts):
-            return X, None
-        return X, np.concatenate([np.ones(x.shape[0]) if w is None else w
-                                  for x, w in self.parts])
-
-
-def split_heaviest(stats: SuffStats, light: int, rng: np.random.RandomState) -> SuffStats:
-    """Replace component ``light`` by half of the heaviest one, split along its main axis."""
-    stats = stats.copy()
-    heavy = int(np.argmax(stats.n))
-    cov = _component_cov(stats, heavy)
-    vals, vecs = np.linalg.eigh(cov)
-    offset = np.sqrt(max(vals[-1], 0.0)) * vecs[:, -1] * 0.5
-    if rng.uniform() < 0.5:
-        offset = -offset
-    # Each half moves by +-offset; taking the between-halves part off the
-    # scatter keeps the pair's merged statistics equal to the original's.
-    pair = stats.n[heavy] + stats.n[light]
-    half = pair / 2.0
-    mean = stats.mean[heavy].copy()
-    stats.n[heavy] = stats.n[light] = half
-    stats.mean[heavy] = mean + offset
-    stats.mean[light] = mean - offset
-    shrunk = cov - np.outer(offset, offset)
-    t = stats.covariance_type
-    if t == "full":
-        stats.scatter[heavy] = stats.scatter[light] = shrunk * half
-    elif t == "tied":
-        stats.scatter = stats.scatter - pair * np.outer(offset, offset)
-    elif t == "diag":
-        stats.scatter[heavy] = stats.scatter[light] = np.maximum(np.diag(shrunk), 0) * half
-    else:
-        stats.scatter[heavy] = stats.scatter[light] = max(np.trace(shrunk), 0.0) * half
-    return stats
-
-
-def _component_cov(stats: SuffStats, c: int) -> np.ndarray:
-    n = max(stats.n[c], 1e-300)
-    t = stats.covariance_type
-    if t == "full":
-        return stats.scatter[c] / n
-    if t == "tied":
-        return stats.scatter / max(stats.total, 1e-300)
-    if t == "diag":
-        return np.diag(stats.scatter[c] / n)
-    return np.eye(stats.n_features) * stats.scatter[c] / (n * stats.n_features)
 
 
 def _check_finite_batch(batch: SuffStats, X: np.ndarray) -> None:
