@@ -208,19 +208,19 @@ def untrimmed_warmup():
 def capped_floor():
     """Patch the detector: the quantisation floor of a feature that varies in
     the warm-up is at most the feature's variance there."""
-    import streamgmm.detect.detector as dm
+    import streamgmm.detect.scaling as sc
 
-    original = dm.quantisation_floor
+    original = sc.quantisation_floor
 
     def floor(X):
         varies = np.ptp(X, axis=0) > 0
         return np.where(varies, np.minimum(original(X), X.var(axis=0)), original(X))
 
-    dm.quantisation_floor = floor
+    sc.quantisation_floor = floor
     try:
         yield
     finally:
-        dm.quantisation_floor = original
+        sc.quantisation_floor = original
 
 
 PATCHES = {"untrimmed-warmup": untrimmed_warmup, "floor-capped": capped_floor}
@@ -256,7 +256,7 @@ def inspect(X: np.ndarray, y: np.ndarray, n: int, batch: int = 500) -> None:
         det.process(X[i:min(i + batch, n)])
         det.wait_for_refit()
     m = det.model
-    spread = det._spread_logdet() / m.n_features_in_
+    spread = det._guard.spread(m) / m.n_features_in_
     heaviest = int(np.argmax(m.weights_))
     label = m.predict(det._scaled(X[:n]))
     print(f"{'component':>11}{'weight':>8}{'sd ratio':>10}{'events':>8}{'anomalies':>11}"

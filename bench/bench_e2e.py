@@ -62,6 +62,7 @@ from kafka.record import util as kafka_util  # noqa: E402
 from streamgmm.detect.detector import AnomalyDetector  # noqa: E402
 from streamgmm.service.config import load_config  # noqa: E402
 from streamgmm.service.daemon import SWITCH_INTERVAL_S  # noqa: E402
+from streamgmm.service.detector_config import detector_params  # noqa: E402
 from streamgmm.stream.decode import Decoder  # noqa: E402
 from streamgmm.stream.kafka_io import KafkaSink, KafkaSource  # noqa: E402
 from streamgmm.stream.kafka_process import ProcessKafkaSource  # noqa: E402
@@ -166,8 +167,8 @@ class Pipeline:
                  consumer: str = "process") -> None:
         cfg = load_config(None, env={})
         self.decoder = Decoder(cfg.features)
-        self.detector = detector or AnomalyDetector.from_config(
-            cfg.detector, self.decoder.feature_names)
+        self.detector = detector or AnomalyDetector(**detector_params(
+            cfg.detector, self.decoder.feature_names))
         self.alerts = KafkaSink(bootstrap, alerts_topic)
         self.bootstrap, self.max_records = bootstrap, max_records
         self.client_options = {**GROUP_OPTIONS, **(client_options or {})}

@@ -71,11 +71,12 @@ def test_the_patches_are_undone_and_cap_a_spiky_feature_s_floor():
     import numpy as np
 
     from streamgmm.detect import detector as dm
+    from streamgmm.detect import scaling as sc
 
     spec = importlib.util.spec_from_file_location("ablate", BENCH / "ablate_detection.py")
     ablate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ablate)
-    floor, fit, level = dm.quantisation_floor, dm.AnomalyDetector._fit_initial, \
+    floor, fit, level = sc.quantisation_floor, dm.AnomalyDetector._fit_initial, \
         dm.AnomalyDetector._trim_level
     # A spike at 0 and one event at 20: two "levels" 20 apart, variance 0.8.
     X = np.zeros((500, 2))
@@ -83,12 +84,12 @@ def test_the_patches_are_undone_and_cap_a_spiky_feature_s_floor():
     X[:, 1] = np.arange(500) % 4  # a genuine count: step 1, floor 1/12, variance 1.25
     assert floor(X)[0] > 30.0
     with ablate.capped_floor():
-        capped = dm.quantisation_floor(X)
+        capped = sc.quantisation_floor(X)
         assert capped[0] == pytest.approx(X[:, 0].var()) and capped[1] == 1.0 / 12.0
     with ablate.untrimmed_warmup():
         det = dm.AnomalyDetector(warmup=200, random_state=0, refit_enabled=False)
         det.process(np.random.default_rng(0).normal(size=(200, 2)))
         assert det.model is not None and det._trim_level == det.contamination
         det.close()
-    assert (dm.quantisation_floor, dm.AnomalyDetector._fit_initial,
+    assert (sc.quantisation_floor, dm.AnomalyDetector._fit_initial,
             dm.AnomalyDetector._trim_level) == (floor, fit, level)

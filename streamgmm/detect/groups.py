@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamgmm.model.base import ConvergenceWarning
+from streamgmm.model.covariance import component_parameters
 from streamgmm.model.gmm import GaussianMixture
 
 # Share of the window's tenths a group must appear in to recur (not a burst).
@@ -33,13 +34,6 @@ MAX_GROUPS = 4
 # cases per free parameter). A full covariance in 21 dimensions needs 1,260
 # events, so a 500-event warm-up gets one component; in 3 dimensions, 45.
 EVENTS_PER_PARAMETER = 5
-
-
-def component_parameters(covariance_type: str, n_features: int) -> int:
-    """Free parameters of one component's mean and covariance (a tied
-    covariance is shared, so it costs a component only its mean)."""
-    d = n_features
-    return d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[covariance_type]
 
 
 def events_needed(covariance_type: str, n_features: int) -> float:

@@ -139,6 +139,14 @@ def n_parameters(covariance_type: str, n_components: int, n_features: int) -> in
     return int(cov + k * d + k - 1)
 
 
+def component_parameters(covariance_type: str, n_features: int) -> int:
+    """Free parameters of one component's mean and covariance: what one more
+    component costs besides its weight (a tied covariance is shared, so it
+    costs a component only its mean)."""
+    return (n_parameters(covariance_type, 2, n_features)
+            - n_parameters(covariance_type, 1, n_features) - 1)
+
+
 def expected_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
     """Shape of covariances (and precisions) for a covariance type."""
     return {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamgmm.model.covariance import check_covariance_type
+from streamgmm.model.covariance import check_covariance_type, expected_shape
 
 # Guards against division by an empty component, as scikit-learn does.
 MASS_EPS = 10 * np.finfo(np.float64).eps
@@ -69,12 +69,7 @@ class SuffStats:
         """Empty statistics: the identity element of ``merge``."""
         check_covariance_type(covariance_type)
         k, d = n_components, n_features
-        scatter = {
-            "full": np.zeros((k, d, d)),
-            "tied": np.zeros((d, d)),
-            "diag": np.zeros((k, d)),
-            "spherical": np.zeros(k),
-        }[covariance_type]
+        scatter = np.zeros(expected_shape(covariance_type, k, d))
         return cls(covariance_type, np.zeros(k), np.zeros((k, d)), scatter)
 
     def copy(self) -> SuffStats:

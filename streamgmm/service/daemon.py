@@ -29,6 +29,7 @@ from streamgmm.service import signals
 from streamgmm.service.checkpoint import CheckpointError, CheckpointStore
 from streamgmm.service.config import config_fingerprint
 from streamgmm.service.connect import connect
+from streamgmm.service.detector_config import detector_params
 from streamgmm.service.evaluation import Evaluation, format_summary
 from streamgmm.service.health import HealthState, make_app, serve
 from streamgmm.service.kafka_options import consumer_options, producer_options, servers
@@ -226,7 +227,7 @@ class _Daemon:
             if ckpt is not None:
                 try:
                     self.detector = AnomalyDetector.from_state_arrays(
-                        ckpt.arrays, **AnomalyDetector.config_params(cfg.detector, names))
+                        ckpt.arrays, **detector_params(cfg.detector, names))
                 except CheckpointIncompatible as exc:
                     raise _Startup(
                         f"checkpoint {ckpt.path} cannot be restored under this detector "
@@ -236,7 +237,7 @@ class _Daemon:
                 log.info("restored checkpoint %s: %d events learned, offsets %s", ckpt.path,
                          int(ckpt.meta.get("n_events", 0)), _show_offsets(offsets.learned))
                 return offsets
-        self.detector = AnomalyDetector.from_config(cfg.detector, names)
+        self.detector = AnomalyDetector(**detector_params(cfg.detector, names))
         model = self.detector.model
         if model is not None and model.n_features_in_ != len(names):
             raise _Startup(f"detector.model_path: {cfg.detector.model_path} has "

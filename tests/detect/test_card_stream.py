@@ -12,6 +12,7 @@ import pytest
 
 from streamgmm.detect.detector import AnomalyDetector
 from streamgmm.service.config import load_config
+from streamgmm.service.detector_config import detector_params
 from streamgmm.stream.decode import Decoder
 from streamgmm.stream.records import Record
 from streamgmm.synth import generate_events
@@ -31,7 +32,7 @@ def test_fraud_recall_on_the_card_stream():
     decoder = Decoder(cfg.features)
     X = decoder.decode([Record("g", 0, i, None, encode(e)) for i, e in enumerate(events)]).X
     fraud = np.array([bool(e["is_fraud"]) for e in events])
-    det = AnomalyDetector.from_config(cfg.detector, decoder.feature_names)
+    det = AnomalyDetector(**detector_params(cfg.detector, decoder.feature_names))
     flags, scored = np.zeros(len(fraud), bool), np.zeros(len(fraud), bool)
     for i in range(0, len(fraud), 500):
         out = det.process(X[i:i + 500])

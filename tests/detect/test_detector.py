@@ -197,7 +197,7 @@ def test_state_round_trip_gives_the_same_detections(n_before):
         _same(original.process(X[i:i + 350]), restored.process(X[i:i + 350]))
     assert restored.n_events_ == original.n_events_
     # Where the warm-up ended: a change of regime is judged on the events after it.
-    assert restored._first_scored == original._first_scored
+    assert restored._learning.first_scored == original._learning.first_scored
 
 
 def test_state_round_trip_through_an_npz_file(tmp_path):
@@ -359,7 +359,7 @@ def test_trim_sets_the_learning_gate_apart_from_the_alert_threshold(trim, contam
     holds = 0
     for _ in range(40):
         det.process(rng.normal(size=(250, 3)))
-        holds += det._hold_gate is not None
+        holds += det._learning.hold is not None
     window_scores = det.threshold_.values()
     assert det.threshold_value == pytest.approx(np.percentile(window_scores, 100 * contamination))
     assert det._gate() == pytest.approx(np.percentile(window_scores, 100 * trim))
@@ -368,7 +368,7 @@ def test_trim_sets_the_learning_gate_apart_from_the_alert_threshold(trim, contam
     # Alerts stay at the budget while the trimmed share stays out of learning.
     out = det.process(rng.normal(size=(4000, 3)))
     assert out.is_anomaly.mean() == pytest.approx(contamination, abs=contamination / 2 + 0.004)
-    scored, held = det._window.count_since(det._first_scored)
+    scored, held = det._window.count_since(det._learning.first_scored)
     assert held / scored == pytest.approx(trim, abs=0.03)
     det.close()
 
@@ -396,7 +396,7 @@ def test_trim_sets_what_a_refit_is_given_and_a_burst_above_it_still_holds():
     before = det.score_samples(burst)
     for i in range(0, 400, 100):
         det.process(burst[i:i + 100])
-    assert det._hold_gate is not None
+    assert det._learning.hold is not None
     assert not det._window.learned_ordered()[-400:].any()
     assert det.score_samples(burst).max() < before.max() + 1.0
     det.close()

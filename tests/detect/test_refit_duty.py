@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from streamgmm.detect.detector import AnomalyDetector
+from streamgmm.service.detector_config import detector_params
 
 
 def stream(n: int, seed: int = 0) -> np.ndarray:
@@ -45,6 +46,6 @@ def test_the_daemon_bounds_refits_to_a_quarter_of_the_clock():
     from streamgmm.service.config import load_config
 
     cfg = load_config(None, env={})
-    det = AnomalyDetector.from_config(cfg.detector, ["a", "b"])
+    det = AnomalyDetector(**detector_params(cfg.detector, ["a", "b"]))
     assert det.refit_max_duty == 0.25
     det.close()

@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 
 from streamgmm.detect.detector import AnomalyDetector
 from streamgmm.service.config import from_dict
+from streamgmm.service.detector_config import detector_params
 from streamgmm.service.health import HealthState, make_app, serve
 from streamgmm.service.metrics import Metrics
 from streamgmm.service.schema import DetectorConfig, FeaturesConfig
@@ -293,7 +294,7 @@ def test_liveness_fails_when_the_loop_is_stuck_and_recovers():
     health = HealthState(stall_timeout_s=1.0, metrics=metrics)
     source = BlockingSource()
     loop = ConsumerLoop(
-        source, Decoder(features), AnomalyDetector.from_config(detector_cfg, ["a", "b"]),
+        source, Decoder(features), AnomalyDetector(**detector_params(detector_cfg, ["a", "b"])),
         NullSink(), NullSink(), settings=LoopSettings(poll_timeout_s=0.05),
         metrics=metrics, health=health)
     loop.on_assign([("t", 0)])

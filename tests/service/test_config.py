@@ -18,6 +18,7 @@ from streamgmm.service.config import (
     from_dict,
     load_config,
 )
+from streamgmm.service.detector_config import detector_params
 from streamgmm.service.schema import Config, FeaturesConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -521,11 +522,9 @@ def test_env_overrides_are_relative_to_the_validated_class():
 
 
 def test_refit_worker_is_a_process_unless_told_and_reaches_the_detector():
-    from streamgmm.detect.detector import AnomalyDetector
-
     config = from_dict(Config, MINIMAL)
     assert config.detector.refit.worker == "process"
-    params = AnomalyDetector.config_params(config.detector, ["amount"])
+    params = detector_params(config.detector, ["amount"])
     # The same arguments build a fresh detector and a restored one (checkpoints).
     assert params["refit_worker"] == "process" and params["refit_max_duty"] == 0.25
     data = with_(MINIMAL, "detector", refit={"worker": "thread"})
@@ -539,9 +538,9 @@ def test_trim_is_optional_at_least_contamination_and_reaches_the_detector():
 
     config = from_dict(Config, MINIMAL)
     assert config.detector.trim is None
-    assert AnomalyDetector.config_params(config.detector, ["amount"])["trim"] is None
+    assert detector_params(config.detector, ["amount"])["trim"] is None
     data = with_(MINIMAL, "detector", contamination=0.01, trim=0.05)
-    params = AnomalyDetector.config_params(from_dict(Config, data).detector, ["amount"])
+    params = detector_params(from_dict(Config, data).detector, ["amount"])
     assert params["trim"] == 0.05 and AnomalyDetector(**params).trim == 0.05
     assert problems_of(with_(MINIMAL, "detector", contamination=0.02, trim=0.01)) == [
         "detector.trim: expected at least contamination (0.02), got 0.01"]
