@@ -60,7 +60,7 @@ from streamgmm.stream.alerts import (
     dead_letter_json,
     event_id,
 )
-from streamgmm.stream.audit import AuditLog
+from streamgmm.stream.audit import AuditLog, score_line
 from streamgmm.stream.decode import Decoded, Decoder, Reason
 from streamgmm.stream.records import Header, Record
 from streamgmm.stream.transforms import show_number
@@ -616,7 +616,7 @@ class ConsumerLoop:
         record_idx = decoded.ok[rows]
         out.n_scored += rows.size
         if self.audit is not None:  # ids cost a string per event: only for the audit
-            out.ids.extend(event_id(records[i], self.partitioned) for i in record_idx)
+            out.ids.extend(self._audit_lines(records, record_idx, d))
         flagged = np.flatnonzero(d.is_anomaly)
         out.n_flagged += flagged.size
         finite = np.isfinite(d.score)
@@ -626,6 +626,15 @@ class ConsumerLoop:
             self.observer(records, record_idx[finite], record_idx[flagged])
         if flagged.size:
             self._send_alerts(records, decoded, rows, record_idx, d, flagged, out)
+
+    def _audit_lines(self, records, record_idx, d) -> list[str]:
+        """The audit lines of scored events: ids, with the score columns if asked."""
+        events = [event_id(records[i], self.partitioned) for i in record_idx]
+        if not getattr(self.audit, "scores", False):
+            return events
+        version = int(d.model_version)
+        return [score_line(e, s, t, version, f) for e, s, t, f in zip(
+            events, d.score.tolist(), d.threshold.tolist(), d.is_anomaly.tolist(), strict=True)]
 
     def _send_alerts(self, records, decoded, rows, record_idx, d, flagged, out) -> None:
         src = record_idx[flagged]
