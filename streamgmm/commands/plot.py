@@ -49,6 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--contamination", type=float, default=0.02,
                    help="mark rows below this quantile of the training scores (default 0.02; "
                         "0 marks none)")
+    p.add_argument("--max-points", type=int, default=5000,
+                   help="draw at most this many unmarked rows, a random subset (default 5000)")
     p.add_argument("--dpi", type=int, default=150, help="pixels per inch (default 150)")
     p.add_argument("--title", help="the figure's title")
     p.set_defaults(func=run_plot)
@@ -88,6 +90,8 @@ def _check_options(args) -> None:
     if not 0.0 <= args.contamination < 1.0:
         raise PlotError(f"--contamination: expected a number in [0, 1), "
                         f"got {args.contamination}")
+    if args.max_points < 0:
+        raise PlotError(f"--max-points: expected a number >= 0, got {args.max_points}")
     if args.dpi <= 0:
         raise PlotError(f"--dpi: expected a positive number, got {args.dpi}")
     suffix = Path(args.output).suffix.lower().lstrip(".")
@@ -114,8 +118,9 @@ def _scores(args):
     timeline = read_timeline(args.file)
     fig = scores_timeline(timeline, title=args.title)
     events = "" if timeline.alerts_only else f"{timeline.score.size:,} events, "
+    swaps = timeline.swaps().size
     return fig, (f"{events}{int(timeline.flagged.sum()):,} alerts, "
-                 f"{timeline.swaps().size} model swaps")
+                 f"{swaps} model swap{'s' if swaps != 1 else ''}")
 
 
 def _detection(args):
@@ -142,11 +147,12 @@ def _model(args):
     if args.compare_covariance:
         fig = covariance_types(X, model.n_components, features=features,
                                contamination=args.contamination or None, feature_names=names,
-                               title=args.title, **_fit_params(model))
+                               title=args.title, max_points=args.max_points,
+                               **_fit_params(model))
         return fig, f"four covariance types, {model.n_components} components, {len(X):,} rows"
     threshold = training_threshold(model, args.contamination) if args.contamination else None
     fig = mixture(model, X, features=features, threshold=threshold, feature_names=names,
-                  title=args.title)
+                  title=args.title, max_points=args.max_points)
     if threshold is None:
         return fig, f"{model.n_components} components over {len(X):,} rows"
     n_flag = int(np.sum(model.score_samples(X) < threshold))

@@ -229,6 +229,7 @@ def draw(ax: Axes, gm, X: np.ndarray, plane: Plane, threshold: float | None, *,
     (x0, x1), (y0, y1) = limits or _limits(m)
     _contours(ax, m, (x0, x1, y0, y1), colorbar)
     shown = _points(ax, m.Z, labels, flagged, max_points, random_state)
+    n_plain = int(np.sum(~flagged))
     if threshold is not None:
         ax.scatter(m.Z[flagged, 0], m.Z[flagged, 1], s=30, marker="x", linewidths=1.3,
                    color=FLAG_COLOR, zorder=5, gid="flagged",
@@ -241,7 +242,7 @@ def draw(ax: Axes, gm, X: np.ndarray, plane: Plane, threshold: float | None, *,
     ax.set_ylabel(plane.labels[1])
     beyond = int(np.sum((m.Z[:, 0] < x0) | (m.Z[:, 0] > x1) | (m.Z[:, 1] < y0)
                         | (m.Z[:, 1] > y1)))
-    _legend(ax, m, shown, X.shape[0], beyond, full_legend)
+    _legend(ax, m, shown, n_plain, beyond, full_legend)
     return {"n_flagged": int(flagged.sum()), "n_shown": shown, "n_beyond": beyond}
 
 
@@ -286,7 +287,8 @@ def _contours(ax: Axes, m: _InPlane, box: tuple[float, float, float, float],
 
 def _points(ax: Axes, Z: np.ndarray, labels: np.ndarray, flagged: np.ndarray,
             max_points: int, random_state: int) -> int:
-    """The unmarked points, coloured by component, at most ``max_points`` of them."""
+    """The unmarked points, coloured by component, at most ``max_points`` of them;
+    returns how many were drawn."""
     rest = np.flatnonzero(~flagged)
     if rest.size > max_points:
         rest = np.sort(np.random.default_rng(random_state).choice(rest, max_points,
@@ -294,7 +296,7 @@ def _points(ax: Axes, Z: np.ndarray, labels: np.ndarray, flagged: np.ndarray,
     colors = [component_color(int(c)) for c in labels[rest]]
     ax.scatter(Z[rest, 0], Z[rest, 1], s=6, c=colors, alpha=0.35, linewidths=0,
                zorder=1, gid="points", rasterized=True)
-    return int(rest.size + flagged.sum())
+    return int(rest.size)
 
 
 def _ellipses(ax: Axes, m: _InPlane) -> None:
@@ -326,7 +328,8 @@ def _legend(ax: Axes, m: _InPlane, shown: int, n: int, beyond: int, full: bool) 
     components = [Line2D([], [], color=component_color(c), linewidth=2,
                          label=f"component {c + 1}: weight {w:.2f}")
                   for c, w in enumerate(m.weights)]
-    points = f"data: {shown:,} of {n:,} points" if shown < n else f"data: {n:,} points"
+    points = (f"data: {n:,} points" if shown == n else
+              f"data: {shown:,} of {n:,} points (a random subset)")
     if beyond:
         points += f" ({beyond:,} beyond the frame)"
     data = [Line2D([], [], color="0.5", marker="o", linestyle="none", markersize=4,
