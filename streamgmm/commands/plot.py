@@ -28,6 +28,7 @@ from pathlib import Path
 # What the figures need; only this command imports them, and only when it runs.
 INSTALL_HINT = "pip install 'streamgmm[plot]'"
 KINDS = ("scores", "detection")
+DEFAULT_CONTAMINATION = 0.02  # the detector's default
 
 
 def register(subparsers) -> None:
@@ -46,8 +47,9 @@ def register(subparsers) -> None:
                                       "first two principal axes)")
     p.add_argument("--compare-covariance", action="store_true",
                    help="fit the four covariance types on DATA and draw them side by side")
-    p.add_argument("--contamination", type=float, default=0.02,
-                   help="mark rows below this quantile of the training scores (default 0.02; "
+    p.add_argument("--contamination", type=float, default=None,
+                   help="mark rows below this quantile of the training scores the model file "
+                        f"stores (default {DEFAULT_CONTAMINATION}, when it stores them; "
                         "0 marks none)")
     p.add_argument("--max-points", type=int, default=5000,
                    help="draw at most this many unmarked rows, a random subset (default 5000)")
@@ -87,7 +89,7 @@ def _check_options(args) -> None:
     if args.what in KINDS and (args.features or args.compare_covariance):
         raise PlotError(f"--features and --compare-covariance draw a model; "
                         f"'plot {args.what}' takes neither")
-    if not 0.0 <= args.contamination < 1.0:
+    if args.contamination is not None and not 0.0 <= args.contamination < 1.0:
         raise PlotError(f"--contamination: expected a number in [0, 1), "
                         f"got {args.contamination}")
     if args.max_points < 0:
@@ -136,29 +138,51 @@ def _detection(args):
 def _model(args):
     import numpy as np
 
-    from streamgmm.commands.fit_score import training_threshold
     from streamgmm.model.io import load
-    from streamgmm.plot import covariance_types, mixture
+    from streamgmm.plot import mixture
     from streamgmm.plot.geometry import resolve_features
 
     model = load(args.what)
     X, names = read_model_data(args.what, model, args.file)
     features = resolve_features(args.features, names, "--features") if args.features else None
     if args.compare_covariance:
-        fig = covariance_types(X, model.n_components, features=features,
-                               contamination=args.contamination or None, feature_names=names,
-                               title=args.title, max_points=args.max_points,
-                               **_fit_params(model))
-        return fig, f"four covariance types, {model.n_components} components, {len(X):,} rows"
-    threshold = training_threshold(model, args.contamination) if args.contamination else None
+        return _compare(args, model, X, names, features)
+    threshold, contamination = _stored_threshold(args, model)
     fig = mixture(model, X, features=features, threshold=threshold, feature_names=names,
                   title=args.title, max_points=args.max_points)
     if threshold is None:
-        return fig, f"{model.n_components} components over {len(X):,} rows"
+        none = ("" if "score_percentiles" in model.extras_
+                else " (the model file holds no training scores: none marked)")
+        return fig, f"{model.n_components} components over {len(X):,} rows{none}"
     n_flag = int(np.sum(model.score_samples(X) < threshold))
     return fig, (f"{model.n_components} components over {len(X):,} rows; {n_flag:,} below "
-                 f"the threshold {threshold:.4f} (the {100 * args.contamination:g}% quantile "
+                 f"the threshold {threshold:.4f} (the {100 * contamination:g}% quantile "
                  "of the training scores)")
+
+
+def _stored_threshold(args, model) -> tuple[float | None, float]:
+    """(threshold, contamination) from the training scores the model file stores;
+    by default none when it stores none, an error when --contamination asks for one."""
+    from streamgmm.commands.fit_score import training_threshold
+
+    stored = "score_percentiles" in model.extras_
+    contamination = args.contamination
+    if contamination is None:
+        contamination = DEFAULT_CONTAMINATION if stored else 0.0
+    if contamination and not stored:
+        raise PlotError(f"--contamination: {args.what} holds no training scores to take a "
+                        "threshold from (it was not written by 'streamgmm fit')")
+    return (training_threshold(model, contamination) if contamination else None), contamination
+
+
+def _compare(args, model, X, names, features):
+    from streamgmm.plot import covariance_types
+
+    contamination = DEFAULT_CONTAMINATION if args.contamination is None else args.contamination
+    fig = covariance_types(X, model.n_components, features=features,
+                           contamination=contamination or None, feature_names=names,
+                           title=args.title, max_points=args.max_points, **_fit_params(model))
+    return fig, f"four covariance types, {model.n_components} components, {len(X):,} rows"
 
 
 def _fit_params(model) -> dict:

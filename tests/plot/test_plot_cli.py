@@ -48,6 +48,9 @@ def files(tmp_path_factory):
                  "--quiet"]) == 0
     assert main(["fit", str(d / "train.csv"), "-o", str(d / "one.npz"), "-k", "2",
                  "--columns", "a", "--quiet"]) == 0
+    from streamgmm import GaussianMixture
+
+    GaussianMixture(2, random_state=0).fit(X).save(d / "library.npz")  # no training scores
     return d, X
 
 
@@ -87,6 +90,15 @@ def test_two_features_by_name_and_the_four_covariance_types(files, tmp_path, cap
     assert "four covariance types, 2 components" in err
 
 
+def test_a_model_without_training_scores_is_drawn_unmarked(files, tmp_path, capsys):
+    d, _ = files
+    code, err = plot(capsys, d / "library.npz", d / "train.npz", "-o", tmp_path / "l.png",
+                     "--dpi", 40)
+    assert code == 0, err
+    assert "(the model file holds no training scores: none marked)" in err
+    check_png(tmp_path / "l.png", 360, 260)
+
+
 def test_the_detection_figure_from_a_results_file(tmp_path, capsys):
     rows = [{"dataset": s, "order": o, "method": m, "ap": 0.5, "n": 10}
             for s in ("a", "b") for o in ("stored", "shuffled") for m in ("streamgmm", "x")]
@@ -104,7 +116,7 @@ def daemon_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
     doc = yaml.safe_load((ROOT / "streamgmm" / "config" / "default.yaml").read_text())
     doc["source"]["generate"]["n_events"] = 4000
-    doc["detector"].update(warmup=500, window=1000, n_components=2)
+    doc["detector"].update(warmup=500, window=1000)
     doc["detector"]["refit"] = {"every_events": 1000, "worker": "thread"}
     doc["alerts"] = {"sink": "file", "path": str(d / "alerts.jsonl")}
     doc["dead_letter"] = {"sink": "none"}
@@ -126,7 +138,7 @@ def test_the_timeline_of_a_daemon_run_from_its_audit_and_its_alerts(daemon_run, 
     code, err = plot(capsys, "scores", d / "audit.txt", "-o", tmp_path / "t.png", "--dpi", 40)
     assert code == 0, err
     check_png(tmp_path / "t.png", 480, 220)
-    assert f"4,000 events, {len(alerts):,} alerts, {swaps} model swaps" in err
+    assert f"4,000 events, {len(alerts):,} alerts, {swaps} model swap" in err
     assert swaps >= 1 and alerts
     code, err = plot(capsys, "scores", d / "alerts.jsonl", "-o", tmp_path / "a.png",
                      "--dpi", 40)
@@ -155,6 +167,8 @@ def test_the_timeline_of_a_daemon_run_from_its_audit_and_its_alerts(daemon_run, 
     (["scores", "{d}/ids.txt", "--features", "a,b"],
      r"--features and --compare-covariance draw a model; 'plot scores' takes neither"),
     (["detection", "{d}/empty.csv"], r"empty.csv: empty: no results to draw"),
+    (["{d}/library.npz", "{d}/train.npz", "--contamination", "0.05"],
+     r"--contamination: .*library.npz holds no training scores to take a threshold from"),
     (["{d}/model.npz", "{d}/train.csv", "--contamination", "1.5"],
      r"--contamination: expected a number in \[0, 1\), got 1.5"),
 ])
