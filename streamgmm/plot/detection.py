@@ -110,9 +110,10 @@ def detection_ap(results, *, title: str | None = None, ncols: int = 3) -> Figure
     nrows = math.ceil(len(datasets) / ncols)
     fig = new_figure(4.2 * ncols, 3.3 * nrows + 0.9)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
-    capped = False
+    capped: dict[tuple, list[str]] = {}
     for ax, dataset in zip(axes, datasets, strict=False):
-        capped |= _panel(ax, dataset, orders, methods, colors, cells)
+        for method, order, n, most in _panel(ax, dataset, orders, methods, colors, cells):
+            capped.setdefault((method, dataset, n, most), []).append(order)
     for ax in axes[len(datasets):]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
@@ -122,8 +123,9 @@ def detection_ap(results, *, title: str | None = None, ncols: int = 3) -> Figure
     fig.suptitle(title or "Average precision per data set: streamgmm against the "
                  "references (prequential)", fontsize="large")
     if capped:
-        fig.supxlabel("* on the first events only, fewer than the others saw (the results "
-                      "file's n)", fontsize="small", color="0.3")
+        fig.supxlabel("* on fewer events than the others: " + "; ".join(
+            f"{m} on the first {n:,} of {most:,} events of {d} ({', '.join(o)} order)"
+            for (m, d, n, most), o in capped.items()), fontsize="small", color="0.3")
     return fig
 
 
@@ -134,10 +136,11 @@ def _colors(methods: Sequence[str]) -> dict[str, str]:
     return colors
 
 
-def _panel(ax, dataset: str, orders, methods, colors, cells) -> bool:
-    """Bars of one data set; True when a method saw fewer events than the others."""
+def _panel(ax, dataset: str, orders, methods, colors, cells) -> list[tuple]:
+    """Bars of one data set; returns (method, order, n, most) of each method that saw
+    fewer events than another (HST capped by --hst-max-events)."""
     width = 0.8 / len(methods)
-    capped = False
+    capped = []
     for o, order in enumerate(orders):
         present = [cells.get((dataset, order, m)) for m in methods]
         most = max((row.get("n") or 0 for row in present if row), default=0)
@@ -148,7 +151,8 @@ def _panel(ax, dataset: str, orders, methods, colors, cells) -> bool:
             ap = row.get("ap")
             ap = float("nan") if ap is None else float(ap)
             short = bool(row.get("n")) and row["n"] < most
-            capped |= short
+            if short:
+                capped.append((method, order, int(row["n"]), int(most)))
             bar = ax.bar(x, 0.0 if math.isnan(ap) else ap, width * 0.92,
                          color=colors[method], edgecolor="none")[0]
             bar.set_gid(f"{dataset}|{order}|{method}")

@@ -115,9 +115,8 @@ def mixture(gm, X, features=None, threshold: float | None = None, *,
     if ax is None:
         fig = new_figure(9.0, 6.5)
         ax = fig.add_subplot()
-    drawn = draw(ax, gm, X, plane, threshold, max_points=max_points,
-                 random_state=random_state)
-    ax.set_title(title or _title(gm, X, drawn))
+    draw(ax, gm, X, plane, threshold, max_points=max_points, random_state=random_state)
+    ax.set_title(title or _title(gm, X))
     return ax.get_figure()
 
 
@@ -141,8 +140,10 @@ def covariance_types(X, n_components: int = 3, *, features=None,
     from streamgmm.model.gmm import GaussianMixture
 
     X = check_array(X)
-    names = list(feature_names) if feature_names is not None else \
+    names = [str(n) for n in feature_names] if feature_names is not None else \
         [f"x{i}" for i in range(X.shape[1])]
+    if len(names) != X.shape[1]:
+        raise ValueError(f"feature_names: expected {X.shape[1]} names, got {len(names)}")
     plane = _plane(X, features, names)
     params = {"random_state": 0, **params}
     models = [GaussianMixture(n_components, covariance_type=kind, **params).fit(X)
@@ -198,7 +199,7 @@ def _plane(X: np.ndarray, features, names: Sequence[str]) -> Plane:
     return feature_plane(X.shape[1], resolve_features(features, names), names)
 
 
-def _title(gm, X: np.ndarray, drawn: dict) -> str:
+def _title(gm, X: np.ndarray) -> str:
     k = gm.means_.shape[0]
     return (f"{type(gm).__name__}: {k} component{'s' if k > 1 else ''}, "
             f"{gm.covariance_type} covariance\n{X.shape[0]:,} points in "

@@ -48,7 +48,8 @@ def test_a_missing_ap_is_drawn_as_not_available_and_a_capped_method_is_starred()
     assert bars(fig)["http|stored|hst"] == 0.0
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "n/a*" in texts
-    assert "first events only" in fig.get_supxlabel()
+    assert fig.get_supxlabel() == ("* on fewer events than the others: hst on the first 100 "
+                                   "of 1,000 events of http (stored order)")
 
 
 def test_the_evaluation_writes_a_results_file_the_figure_reads(tmp_path, monkeypatch):

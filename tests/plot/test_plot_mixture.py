@@ -171,6 +171,8 @@ def test_a_figure_saves_as_a_png_of_its_size_and_shows_in_a_notebook(two_blobs, 
     (lambda gm, X: mixture(gm, X, features=(1, 1)), "the two features are the same"),
     (lambda gm, X: mixture(gm, X, feature_names=["a"]), "feature_names: expected 3 names"),
     (lambda gm, X: covariance_types(X[:, :1]), "X: has 1 feature; a plane needs at least two"),
+    (lambda gm, X: covariance_types(X, feature_names=["a", "b"]),
+     "feature_names: expected 3 names, got 2"),
 ])
 def test_bad_input_is_named(two_blobs, call, message):
     gm = GaussianMixture(2, random_state=0).fit(two_blobs)
