@@ -86,9 +86,17 @@ class Timeline:
         return change[v[change - 1] > 0]  # 0 -> 1 is the warm-up's model, not a swap
 
 
+MAX_POINTS = 100_000
+
+
 def scores_timeline(timeline, *, title: str | None = None, window: int | None = None,
-                    ax: Axes | None = None) -> Figure:
+                    max_points: int = MAX_POINTS, ax: Axes | None = None) -> Figure:
     """Draw log-density over a stream with the rolling threshold, alerts and model swaps.
+
+    A model swap (a refit that replaced the model, seen as a new model version)
+    is a dashed vertical line; a refit that kept the model changes nothing the
+    events carry and is not drawn. Scores far below the rest are marked at the
+    bottom edge rather than squash the picture.
 
     Parameters
     ----------
@@ -100,6 +108,9 @@ def scores_timeline(timeline, *, title: str | None = None, window: int | None = 
     window : int, optional
         Events in the rolling mean of the log-density; default about 2 % of
         the stream (50 to 1,000).
+    max_points : int, default=100,000
+        At most this many events that were not alerted are drawn as points (a
+        seeded random subset); the mean, the threshold and the alerts use all.
     ax : matplotlib Axes, optional
 
     Returns
@@ -118,9 +129,7 @@ def scores_timeline(timeline, *, title: str | None = None, window: int | None = 
         ax = fig.add_subplot()
     _warmup(ax, t, finite)
     if not t.alerts_only:
-        ax.scatter(t.x[finite & ~t.flagged], t.score[finite & ~t.flagged], s=3,
-                   color="0.45", alpha=0.45, linewidths=0, rasterized=True, gid="scores",
-                   label="log-density of each event")
+        _points(ax, t, finite, max_points)
         _rolling_mean(ax, t, finite, window)
     _threshold(ax, t)
     ax.scatter(t.x[t.flagged], t.score[t.flagged], s=16, color=FLAG_COLOR, zorder=4,
@@ -148,6 +157,16 @@ def _warmup(ax: Axes, t: Timeline, finite: np.ndarray) -> None:
     if first > 0 and not t.alerts_only:
         ax.axvspan(t.x[0], t.x[first], color="0.85", alpha=0.6, linewidth=0, zorder=0,
                    gid="warmup", label=f"warm-up: {first:,} events, no model yet")
+
+
+def _points(ax: Axes, t: Timeline, finite: np.ndarray, max_points: int) -> None:
+    rows = np.flatnonzero(finite & ~t.flagged)
+    label = "log-density of each event"
+    if rows.size > max_points:
+        label += f" (a random {max_points:,} of {rows.size:,})"
+        rows = np.sort(np.random.default_rng(0).choice(rows, max_points, replace=False))
+    ax.scatter(t.x[rows], t.score[rows], s=3, color="0.45", alpha=0.45, linewidths=0,
+               rasterized=True, gid="scores", label=label)
 
 
 def _rolling_mean(ax: Axes, t: Timeline, finite: np.ndarray, window: int | None) -> None:

@@ -72,6 +72,16 @@ def test_the_warm_up_is_shaded_and_the_mean_is_drawn(detections):
     np.testing.assert_allclose(mean.get_ydata()[9], finite[:10].mean())
 
 
+def test_a_long_stream_draws_a_subset_of_its_quiet_events(detections):
+    ax = scores_timeline(detections, max_points=500).axes[0]
+    [points] = by_gid(ax, "scores")
+    quiet = np.isfinite(concat(detections, "score")) & ~concat(detections, "is_anomaly")
+    assert len(points.get_offsets()) == 500
+    assert points.get_label().endswith(f"(a random 500 of {int(quiet.sum()):,})")
+    [alerts] = by_gid(ax, "alerts")
+    assert len(alerts.get_offsets()) == int(concat(detections, "is_anomaly").sum())
+
+
 def test_very_low_scores_are_marked_at_the_bottom_edge(detections):
     ax = scores_timeline(detections).axes[0]
     score = concat(detections, "score")
