@@ -49,15 +49,21 @@ out of the comparison with HST. ``--shuffle-seed S`` draws the shuffled order
 from seed S instead of 0 (the goals are set on seed 0; other seeds show how
 much one shuffle decides).
 
+``--json OUT`` also writes the results (one row per data set, order and
+method) for ``streamgmm plot detection OUT -o ap.png``.
+
     .venv/bin/python bench/eval_detection.py [--datasets http,smtp] [--max-events 100000]
         [--hst-max-events 100000] [--methods streamgmm,hst,naive] [--orders stored,shuffled]
-        [--shuffle-seed 0]
+        [--shuffle-seed 0] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -212,6 +218,18 @@ def report_goals(order: str, res: dict, names: list[str], methods: list[str]) ->
         print(f"  speed {ratio:.0f}x HST (goal >= 100x){' OK' if ratio >= 100 else ' MISSED'}")
 
 
+def write_json(path: str, res: dict) -> None:
+    """The results as JSON rows {dataset, order, method, ap, auc, n, eps, ...} (NaN as
+    null; ``on_hst``: the method on the events a capped HST saw)."""
+    def plain(cell: dict) -> dict:
+        return {k: plain(v) if isinstance(v, dict) else int(v) if k == "n"
+                else None if math.isnan(v) else float(v) for k, v in cell.items()}
+    rows = [{"dataset": d, "order": o, "method": m, **plain(cell)}
+            for (o, d, m), cell in res.items()]
+    doc = {"command": " ".join(["bench/eval_detection.py", *sys.argv[1:]]), "results": rows}
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -227,6 +245,8 @@ def main() -> None:
     parser.add_argument("--refits", choices=("next-batch", "background"), default="next-batch",
                         help="streamgmm's refits: applied at the batch after they are due "
                         "(default), or wherever they land when fed as fast as possible")
+    parser.add_argument("--json", metavar="OUT",
+                        help="also write the results as JSON (for 'streamgmm plot detection')")
     args = parser.parse_args()
     names, methods = args.datasets.split(","), args.methods.split(",")
     orders = args.orders.split(",")
@@ -294,6 +314,9 @@ def main() -> None:
     print()
     for order in orders:
         report_goals(order, res, ran, methods)
+    if args.json:
+        write_json(args.json, res)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

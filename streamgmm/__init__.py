@@ -21,10 +21,13 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "plot":  # the subpackage, imported on first use (it needs matplotlib)
+        return importlib.import_module("streamgmm.plot")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'streamgmm' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "streamgmm.commands.generate",
     "streamgmm.commands.run",
     "streamgmm.commands.produce",
+    "streamgmm.commands.plot",
 ]
 
 

@@ -13,6 +13,7 @@ import csv
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,7 @@ def read_matrix(path: str, columns: list[str] | None = None) -> tuple[np.ndarray
     if not p.exists():
         raise DataError(f"{path}: no such file")
     if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as data:
-            if "X" not in data.files:
-                raise DataError(f"{path}: expected an array named 'X', found {data.files}")
-            X = np.asarray(data["X"], dtype=np.float64)
+        X = _read_npz(p)
         names = [f"x{i}" for i in range(X.shape[1])]
         if columns:
             idx = [int(c[1:]) if c.startswith("x") else int(c) for c in columns]
@@ -89,6 +87,31 @@ def read_matrix(path: str, columns: list[str] | None = None) -> tuple[np.ndarray
                     f"got {row[name]!r}"
                 ) from None
     return X, names
+
+
+def _read_npz(p: Path) -> np.ndarray:
+    """The 2-D array X of an .npz file, or a DataError (an empty or foreign file too)."""
+    if p.is_file() and p.stat().st_size == 0:
+        raise DataError(f"{p}: not a readable .npz file (an empty file)")
+    if not zipfile.is_zipfile(p):
+        # Checked before numpy looks at it: numpy would guess "pickled data" for any
+        # other file and suggest loading it unsafely.
+        raise DataError(f"{p}: not a readable .npz file (not a complete .npz archive: "
+                        "truncated, or another kind of file)")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if "X" not in data.files:
+                raise DataError(f"{p}: expected an array named 'X', found {data.files}")
+            X = np.asarray(data["X"], dtype=np.float64)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{p}: not a readable .npz file ({exc})") from None
+    if X.ndim != 2:
+        raise DataError(f"{p}: X should be 2-D (rows x features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise DataError(f"{p}: no rows")
+    return X
 
 
 def _is_number(v) -> bool:

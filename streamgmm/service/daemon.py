@@ -176,7 +176,7 @@ class _Daemon:
             log.info("refits run on a worker %s%s", worker, f" (pid {pid})" if pid else "")
         if cfg.audit.path:
             try:
-                self.audit = AuditLog(cfg.audit.path)
+                self.audit = AuditLog(cfg.audit.path, scores=cfg.audit.scores)
             except OSError as exc:
                 raise _Startup(exc.strerror or str(exc)) from exc
         self._build_sinks()

@@ -619,6 +619,10 @@ class AuditConfig:
     path: str | None = option(
         None, help="File where the loop appends every processed event id (tests, audits)."
     )
+    scores: bool = option(
+        False, help="Also write each event's score, threshold, model version and alert flag "
+        "beside its id (tab-separated), which 'streamgmm plot scores' draws."
+    )
 
 
 @dataclass(frozen=True)

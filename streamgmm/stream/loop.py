@@ -148,7 +148,7 @@ class ConsumerLoop:
         self.settings = settings or LoopSettings()
         self.metrics = metrics
         self.health = health
-        self.audit = audit
+        self._audit = audit
         self._checkpoint = checkpoint
         self.observer = observer
         self.offsets = offsets if offsets is not None else Offsets()
@@ -162,6 +162,21 @@ class ConsumerLoop:
         self._dirty = False  # learned or committed something since the last checkpoint
         self._last_progress = time.monotonic()
         self._progress_mark = (self.stats.consumed, time.monotonic())
+
+    @property
+    def audit(self) -> AuditLog | None:
+        """Where each committed batch's event ids (and scores) are written."""
+        return self._audit
+
+    @audit.setter
+    def audit(self, audit: AuditLog | None) -> None:
+        self._audit = self.committer.audit = audit
+
+    @property
+    def _audit_kind(self) -> str | None:
+        if self.audit is None:
+            return None
+        return "scores" if self.audit.scores else "ids"
 
     @property
     def model_version(self) -> int:
@@ -300,7 +315,7 @@ class ConsumerLoop:
         decoded = self.source.decode(self.decoder, records)
         outcome = self.scorer.score(
             records, decoded, bounds, self.offsets, partitioned=self.source.partitioned,
-            want_ids=self.audit is not None, include_features=self.settings.include_features,
+            audit=self._audit_kind, include_features=self.settings.include_features,
             dead_letters_as_json=self.settings.dead_letters_as_json)
         self.offsets.learn(bounds)
         self._dirty = True

@@ -22,6 +22,7 @@ import numpy as np
 
 from streamgmm.model.base import InputRejected
 from streamgmm.stream.alerts import event_id
+from streamgmm.stream.audit import score_line
 from streamgmm.stream.decode import Decoded, Decoder, Reason
 from streamgmm.stream.offsets import Offsets, partition_of
 from streamgmm.stream.outputs import alerts_of, dead_letter_of
@@ -73,9 +74,13 @@ class BatchScorer:
         self.model_version = 0
 
     def score(self, records: list[Record], decoded: Decoded, bounds: dict[TP, tuple[int, int]],
-              offsets: Offsets, *, partitioned: bool, want_ids: bool, include_features: bool,
+              offsets: Offsets, *, partitioned: bool, audit: str | None, include_features: bool,
               dead_letters_as_json: bool) -> Outcome:
-        """Score, learn and alert what each event is due, and send the outputs."""
+        """Score, learn and alert what each event is due, and send the outputs.
+
+        ``audit``: None, ``"ids"`` (the alerted events' ids, in ``Outcome.ids``)
+        or ``"scores"`` (each id with its score, threshold, model version and flag).
+        """
         learn, alert = self._classify(records, decoded.ok, bounds, offsets)
         out = Outcome()
         # Replay first (events older than the rest), then redo, then new events.
@@ -88,7 +93,7 @@ class BatchScorer:
                 continue
             self.model_version = int(d.model_version)
             if do_alert:
-                self._alert(records, decoded, rows, d, out, partitioned, want_ids,
+                self._alert(records, decoded, rows, d, out, partitioned, audit,
                             include_features)
             else:
                 out.n_replayed += rows.size
@@ -132,11 +137,12 @@ class BatchScorer:
                     return None, rows
 
     def _alert(self, records: list[Record], decoded: Decoded, rows: np.ndarray, d: Any,
-               out: Outcome, partitioned: bool, want_ids: bool, include_features: bool) -> None:
+               out: Outcome, partitioned: bool, audit: str | None,
+               include_features: bool) -> None:
         record_idx = decoded.ok[rows]
         out.n_scored += rows.size
-        if want_ids:  # ids cost a string per event: only for the audit
-            out.ids.extend(event_id(records[i], partitioned) for i in record_idx)
+        if audit is not None:  # ids cost a string per event: only for the audit
+            out.ids.extend(_audit_lines(records, record_idx, d, partitioned, audit == "scores"))
         flagged = np.flatnonzero(d.is_anomaly)
         out.n_flagged += flagged.size
         finite = np.isfinite(d.score)
@@ -166,3 +172,14 @@ class BatchScorer:
             else:
                 self.dead_letters.send(value, key=key, headers=headers)
             out.n_dead += 1
+
+
+def _audit_lines(records: list[Record], record_idx: np.ndarray, d: Detections,
+                 partitioned: bool, with_scores: bool) -> list[str]:
+    """The audit lines of scored events: ids, with the score columns if asked."""
+    events = [event_id(records[i], partitioned) for i in record_idx]
+    if not with_scores:
+        return events
+    version = int(d.model_version)
+    return [score_line(e, s, t, version, f) for e, s, t, f in zip(
+        events, d.score.tolist(), d.threshold.tolist(), d.is_anomaly.tolist(), strict=True)]

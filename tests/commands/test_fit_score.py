@@ -74,3 +74,20 @@ def test_bad_inputs_give_clear_errors(data, tmp_path):
     assert res.returncode == 2 and "no such model file" in res.stderr
     res = run("fit", str(data / "train.npz"), "-o", str(tmp_path / "m.npz"), "-k", "5000")
     assert res.returncode == 2 and "n_samples >= n_components" in res.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "empty.npz: not a readable .npz file (an empty file)"),
+    (b"not a zip archive", "empty.npz: not a readable .npz file (not a complete .npz archive"),
+])
+def test_an_unreadable_npz_is_named_not_a_traceback(tmp_path, content, message):
+    path = tmp_path / "empty.npz"
+    path.write_bytes(content)
+    res = run("fit", str(path), "-o", str(tmp_path / "m.npz"), "-k", "1")
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_npz_without_rows_is_named(tmp_path):
+    np.savez(tmp_path / "none.npz", X=np.empty((0, 3)))
+    res = run("fit", str(tmp_path / "none.npz"), "-o", str(tmp_path / "m.npz"), "-k", "1")
+    assert res.returncode == 2 and "none.npz: no rows" in res.stderr

@@ -16,7 +16,7 @@ from streamgmm.service.config import from_dict
 from streamgmm.service.health import HealthState
 from streamgmm.service.metrics import Metrics
 from streamgmm.service.schema import FeaturesConfig
-from streamgmm.stream.audit import AuditLog, read_audit
+from streamgmm.stream.audit import AuditLog, read_audit, read_audit_scores
 from streamgmm.stream.decode import REASONS, Decoder
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings
 from streamgmm.stream.protocols import Sink, Source
@@ -242,6 +242,64 @@ def test_every_event_scored_alerted_or_dead_lettered_and_committed(tmp_path):
     assert m.dead_letters._value.get() == len(bad)
     assert m.decode_errors.labels(reason="not_a_number")._value.get() == len(bad)
     assert m.alerts_published._value.get() == len(docs)
+
+
+class Recorder(Spy):
+    """A Spy that also keeps what each alerting call returned."""
+
+    def __init__(self, inner: AnomalyDetector) -> None:
+        super().__init__(inner)
+        self.said: list[tuple] = []
+
+    def process(self, X, learn=True, alert=True):
+        d = super().process(X, learn=learn, alert=alert)
+        if alert:
+            self.said.append((d.score, d.threshold, d.is_anomaly, d.model_version))
+        return d
+
+
+def test_the_audit_with_scores_carries_what_the_detector_said(tmp_path):
+    records = events(600)
+    rec = Recorder(detector())
+    alerts = ListSink()
+    loop = make_loop(ScriptedSource(records), tmp_path, det=rec, alerts=alerts)
+    loop.audit = AuditLog(tmp_path / "scores.txt", scores=True)
+    loop.run(threading.Event())
+
+    path = tmp_path / "scores.txt"
+    # Still an audit: the ids come first, in the order scored.
+    assert read_audit(path) == [line.split("\t")[0] for line in path.read_text().splitlines()]
+    assert sorted(read_audit(path)) == sorted(ids(records))
+    got = read_audit_scores(path)
+    score, threshold, flagged = (np.concatenate([s[j] for s in rec.said]) for j in range(3))
+    versions = np.concatenate([np.full(s[0].size, s[3]) for s in rec.said])
+    np.testing.assert_allclose(got.score, score, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(got.threshold, threshold, atol=1e-6, equal_nan=True)
+    warm = int(np.argmax(np.isfinite(got.score)))  # the warm-up is not scored
+    assert warm >= 60 and np.isnan(got.score[:warm]).all() and np.isfinite(got.score[warm:]).all()
+    np.testing.assert_array_equal(got.flagged, flagged)
+    np.testing.assert_array_equal(got.model_version, versions)
+    docs = [json.loads(value) for value, _, _ in alerts.delivered]
+    assert docs and [d["alert_id"] for d in docs] == [
+        i for i, f in zip(got.ids, got.flagged, strict=True) if f]
+    at = {i: k for k, i in enumerate(got.ids)}
+    for doc in docs:
+        assert abs(got.score[at[doc["alert_id"]]] - doc["score"]) < 1e-6
+        assert abs(got.threshold[at[doc["alert_id"]]] - doc["threshold"]) < 1e-6
+
+
+def test_the_audit_scores_reader_names_the_line_it_cannot_read(tmp_path):
+    path = tmp_path / "audit.txt"
+    path.write_text("tx/0/1\t-1.0\t-3.0\t1\t0\ntx/0/2\n")
+    with pytest.raises(ValueError, match=r"audit.txt: line 2: an event id without scores"):
+        read_audit_scores(path)
+    path.write_text("tx/0/1\t-1.0\t-3.0\t1\tyes\n")
+    with pytest.raises(ValueError, match=r"line 1: expected id, score, threshold"):
+        read_audit_scores(path)
+    # A batch redone after a failed delivery is written twice: the first stays.
+    path.write_text("tx/0/1\t-1.0\t-3.0\t1\t0\ntx/0/1\t-1.5\t-3.0\t1\t0\n")
+    assert read_audit_scores(path).score.tolist() == [-1.0]
+    assert read_audit(path) == ["tx/0/1", "tx/0/1"]
 
 
 def run_with_a_failure(tmp_path, failure: str, det, source_class=None) -> tuple:
