@@ -1,67 +1,25 @@
 """The daemon's configuration schema: frozen dataclasses, one per YAML section.
 
-Every key the daemon reads is declared here once, with its type, default,
-bounds and a help string in the field's metadata. ``streamgmm.service.config``
-walks these declarations to validate a YAML document; nothing else in the
-code base knows the shape of the YAML.
-
-Field metadata keys (all optional except ``help``):
-
-``help``
-    What the key is for, shown by ``streamgmm check-config --schema``.
-``min``, ``max``, ``exclusive_min``, ``exclusive_max``
-    Range bounds for numbers (inclusive unless the ``exclusive_*`` flag is set).
-``min_items``
-    Smallest allowed length of a list.
-``secret``
-    The value is redacted in logs and in ``check-config`` output.
-
-A field without a default is required. Cross-field rules live in each
-section's ``check()`` method, which returns ``(key, message)`` pairs relative
-to that section; the validator calls it once the section itself is valid.
+Every key the daemon reads is declared once, with its type, default, bounds
+and a help string in the field's metadata (``stream/declare.py`` lists the
+metadata keys). The sections live here, but for the detector's
+(``detector_config.py``, built from the detector's parameter table).
+``streamgmm.service.config`` walks these declarations to validate a YAML
+document; nothing else in the code base knows the shape of the YAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# The largest detector.trim: the detector's own bound (streamgmm.detect.detector
-# MAX_TRIM; a test keeps them equal, so that this module imports nothing heavy).
-MAX_TRIM = 0.25
+from streamgmm.service.detector_config import DetectorConfig
+from streamgmm.stream.declare import option
 
 # Keys of ``source.kafka.client_options`` whose values are redacted in logs.
 SECRET_WORDS = ("password", "secret", "token")
-
-
-def option(
-    default: Any = dataclasses.MISSING,
-    *,
-    help: str,
-    factory: Callable[[], Any] | None = None,
-    **bounds: Any,
-) -> Any:
-    """Declare a schema field with its help string and bounds.
-
-    Parameters
-    ----------
-    default : object, optional
-        Default value; leave it out (and ``factory`` too) to make the key required.
-    help : str
-        What the key is for.
-    factory : callable, optional
-        Builds a mutable default (a list, a dict or a nested section).
-    **bounds
-        ``min``, ``max``, ``exclusive_min``, ``exclusive_max``, ``min_items``, ``secret``.
-    """
-    metadata = {"help": help, **bounds}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
-
 
 # --------------------------------------------------------------------------- source
 
@@ -376,133 +334,6 @@ class FeaturesConfig:
         """Number of feature columns after expansion (cyclic gives 2, onehot |vocabulary| + 1)."""
         widths = {"cyclic": lambda f: 2, "onehot": lambda f: len(f.vocabulary or ()) + 1}
         return sum(widths.get(f.transform, lambda f: 1)(f) for f in self.fields)
-
-
-# ------------------------------------------------------------------------- detector
-
-
-@dataclass(frozen=True)
-class SelectKConfig:
-    """The range 'auto' chooses the number of components from, by BIC."""
-
-    enabled: bool = option(
-        True, help="Obsolete switch kept for old files: n_components: auto is what chooses."
-    )
-    min: int = option(1, help="Fewest components tried.", min=1)
-    max: int = option(8, help="Most components tried.", min=1)
-
-    def check(self) -> list[tuple[str, str]]:
-        """min <= max."""
-        if self.min > self.max:
-            return [("min", f"expected at most max ({self.max}), got {self.min}")]
-        return []
-
-
-@dataclass(frozen=True)
-class RefitConfig:
-    """Periodic batch refit of the window, against outlier bias."""
-
-    enabled: bool = option(True, help="Refit in the background at all.")
-    every_events: int = option(5_000, help="Refit after this many events; 0 = off.", min=0)
-    every_seconds: float = option(0.0, help="Refit after this many seconds; 0 = off.", min=0)
-    n_init: int = option(2, help="Fresh restarts beside the warm start.", min=1)
-    max_duty: float = option(
-        0.25,
-        help="Most of the wall clock that background refits may take (a refit of t seconds "
-        "is followed by the next no sooner than t / max_duty after it began), so that at "
-        "high event rates refits leave the stream its processor; 0 = no bound.",
-        min=0,
-        max=1,
-    )
-    worker: Literal["thread", "process"] = option(
-        "process",
-        help="Where refits run: a process of its own (started once, so a refit never competes "
-        "with the stream for the interpreter) or a thread of the daemon's (no extra process; "
-        "batches take up to about twice as long while a refit runs).",
-    )
-    select_k: SelectKConfig = option(help="Choice of n_components by BIC.", factory=SelectKConfig)
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """The mixture and the anomaly threshold."""
-
-    n_components: int | Literal["auto"] = option(
-        "auto",
-        help="Gaussian components in the mixture, or 'auto' to choose them by BIC over "
-        "refit.select_k at the warm-up and at every refit.",
-        min=1,
-    )
-    covariance_type: Literal["full", "tied", "diag", "spherical"] = option(
-        "full", help="Covariance form, as in scikit-learn."
-    )
-    contamination: float = option(
-        0.02,
-        help="Share of events flagged: the threshold is this percentile of recent scores.",
-        min=0,
-        max=0.5,
-        exclusive_min=True,
-        exclusive_max=True,
-    )
-    trim: float | None = option(
-        None,
-        help="Share of recent events kept out of learning and refits (the lowest-scoring); "
-        "null: contamination. Set it above the share of events expected to be anomalous "
-        "when that is more than the alert budget, so that they are not learned as normal "
-        "(a compact group that recurs all over the window is still learned as a mode).",
-        min=0,
-        max=MAX_TRIM,
-        exclusive_min=True,
-    )
-    window: int = option(
-        5_000,
-        help="Events in the rolling threshold and refit window (kept in memory: "
-        "window x features x 8 bytes, twice over during a refit).",
-        min=1,
-        max=10_000_000,
-    )
-    warmup: int = option(
-        1_000, help="Events buffered and batch-fitted before the first score.", min=2
-    )
-    mode: Literal["anomaly", "novelty"] = option(
-        "anomaly",
-        help="anomaly: learn from the stream scored; novelty: fit on a clean reference "
-        "(model_path or the warm-up) and only score.",
-    )
-    model_path: str | None = option(
-        None,
-        help="A model file trained offline: the novelty reference, or a start without warm-up.",
-    )
-    learn_from_anomalies: bool = option(
-        False,
-        help="Let events below the learning gate (flagged, or trimmed) into the online "
-        "update (off: a fraud burst cannot teach the model that fraud is normal).",
-    )
-    random_state: int | None = option(None, help="Seed for initialisation; set it to reproduce.")
-    top_features: int = option(
-        3,
-        help="Features named in each alert's explanation (at most the number of columns).",
-        min=0,
-    )
-    refit: RefitConfig = option(help="Periodic refit.", factory=RefitConfig)
-
-    def check(self) -> list[tuple[str, str]]:
-        """The warm-up fits in the window and has at least one event per component;
-        trim is at least contamination."""
-        problems = []
-        if self.warmup > self.window:
-            problems.append(
-                ("warmup", f"expected at most window ({self.window}), got {self.warmup}")
-            )
-        if self.trim is not None and self.trim < self.contamination:
-            expected = (f"at least contamination ({self.contamination})"
-                        if self.contamination <= MAX_TRIM else
-                        f"null with contamination ({self.contamination}) above {MAX_TRIM}")
-            problems.append(("trim", f"expected {expected}, got {self.trim}"))
-        k = self.refit.select_k.min if self.n_components == "auto" else self.n_components
-        if self.warmup < k:
-            problems.append(("warmup", f"expected at least n_components ({k}), got {self.warmup}"))
-        return problems
 
 
 # ---------------------------------------------------------------------------- sinks
