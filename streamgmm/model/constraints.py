@@ -55,9 +55,20 @@ class Interval:
     def of_kind(self, value: Any) -> bool:
         return is_integer(value) if self.kind is int else is_number(value)
 
+    @classmethod
+    def from_bounds(cls, kind: type, meta: Mapping[str, Any]) -> Interval:
+        """The interval YAML schema field metadata (``min``, ``max``...) declare."""
+        closed = {(True, True): "both", (True, False): "left", (False, True): "right",
+                  (False, False): "neither"}
+        return cls(kind, meta.get("min"), meta.get("max"),
+                   closed[not meta.get("exclusive_min"), not meta.get("exclusive_max")])
+
     def accepts(self, value: Any) -> bool:
-        if not self.of_kind(value) or value != value:  # NaN is no number here
-            return False
+        """``value`` is of the kind (NaN is no number here) and within the bounds."""
+        return self.of_kind(value) and value == value and self.within(value)
+
+    def within(self, value: float) -> bool:
+        """``value`` is within the bounds (whatever its kind)."""
         if self.low is not None and (value < self.low or (value == self.low
                                                           and not self.low_closed)):
             return False
@@ -66,15 +77,19 @@ class Interval:
 
     def describe(self) -> str:
         """'an integer >= 1', 'a number in (0, 0.5)': the YAML validator's words."""
+        return self.noun + self.bounds_text()
+
+    def bounds_text(self) -> str:
+        """' >= 1', ' in (0, 0.5)', or '' when unbounded."""
         low, high = self.low, self.high
         if low is not None and high is not None:
             left, right = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
-            return f"{self.noun} in {left}{low}, {high}{right}"
+            return f" in {left}{low}, {high}{right}"
         if low is not None:
-            return f"{self.noun} {'>=' if self.low_closed else '>'} {low}"
+            return f" {'>=' if self.low_closed else '>'} {low}"
         if high is not None:
-            return f"{self.noun} {'<=' if self.high_closed else '<'} {high}"
-        return self.noun
+            return f" {'<=' if self.high_closed else '<'} {high}"
+        return ""
 
     def schema_bounds(self) -> dict[str, Any]:
         """The bounds as the YAML schema's field metadata (``min``, ``max``...)."""

@@ -17,9 +17,7 @@ from typing import Any, Literal
 
 from streamgmm.service.detector_config import DetectorConfig
 from streamgmm.stream.declare import option
-
-# Keys of ``source.kafka.client_options`` whose values are redacted in logs.
-SECRET_WORDS = ("password", "secret", "token")
+from streamgmm.stream.redact import redact_config
 
 # --------------------------------------------------------------------------- source
 
@@ -92,8 +90,8 @@ class KafkaConfig:
         None, help="Password of ssl_keyfile; pass it through an environment override.", secret=True
     )
     client_options: dict[str, str | int | float | bool | list[str]] = option(
-        help="Further kafka-python settings passed through verbatim; keys containing "
-        "'password', 'secret' or 'token' are redacted in logs.",
+        help="Further kafka-python settings passed through verbatim; keys that name a secret "
+        "(containing 'password', 'secret', 'token', 'keyfile'...) are redacted in logs.",
         factory=dict,
     )
 
@@ -505,6 +503,4 @@ class Config:
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with secrets replaced, for logs."""
-        from streamgmm.service.config import redacted
-
-        return redacted(self)
+        return redact_config(self)
