@@ -32,9 +32,6 @@ checkouts).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import typing
 from collections.abc import Mapping
@@ -44,8 +41,9 @@ from typing import Any
 
 import yaml
 
-from streamgmm.service.schema import Config, FeaturesConfig
+from streamgmm.service.schema import Config
 from streamgmm.service.validate import INVALID, Validator, yaml_error
+from streamgmm.stream.features import config_fingerprint
 from streamgmm.stream.redact import redact_config
 
 __all__ = [
@@ -173,28 +171,3 @@ def _parse_yaml(text: str) -> tuple[Any, list[str]]:
 def dump_config(config: Config) -> str:
     """The resolved configuration as YAML, secrets redacted (for logs and check-config)."""
     return yaml.safe_dump(redact_config(config), sort_keys=False, default_flow_style=False)
-
-
-def config_fingerprint(features: FeaturesConfig) -> str:
-    """A stable hash of what a feature vector means: the fields, paths and transforms.
-
-    Checkpoints and model files store it and refuse to load under a config whose
-    fingerprint differs (the columns would mean something else). Settings that do
-    not change the vector (key, event time, message size limit) are left out, so
-    changing them keeps checkpoints usable.
-    """
-    params = {"scale": ("scale",), "cyclic": ("period",), "onehot": ("vocabulary",)}
-    canonical = []
-    for field in features.fields:
-        entry = {
-            "name": field.name,
-            "path": field.source_path,
-            "transform": field.transform,
-            "default": field.default,
-        }
-        for key in params.get(field.transform, ()):
-            value = getattr(field, key)
-            entry[key] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-        canonical.append(entry)
-    text = json.dumps(["streamgmm-features/1", canonical], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()

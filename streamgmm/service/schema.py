@@ -2,8 +2,10 @@
 
 Every key the daemon reads is declared once, with its type, default, bounds
 and a help string in the field's metadata (``stream/declare.py`` lists the
-metadata keys). The sections live here, but for the detector's
-(``detector_config.py``, built from the detector's parameter table).
+metadata keys). The sections live here, but for two declared beside the code
+that reads them: the feature spec (``streamgmm.stream.features``, read by the
+decoder) and the detector's (``detector_config.py``, built from the
+detector's parameter table).
 ``streamgmm.service.config`` walks these declarations to validate a YAML
 document; nothing else in the code base knows the shape of the YAML.
 """
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 from streamgmm.service.detector_config import DetectorConfig
 from streamgmm.stream.declare import option
+from streamgmm.stream.features import FeaturesConfig
 from streamgmm.stream.redact import redact_config
 
 # --------------------------------------------------------------------------- source
@@ -214,124 +217,6 @@ class SourceConfig:
         if self.type == "file" and not self.file.path:
             problems.append(("file.path", "required with source.type file"))
         return problems
-
-
-# ------------------------------------------------------------------------- features
-
-
-@dataclass(frozen=True)
-class ScaleConfig:
-    """Parameters of the ``scale`` transform: (x - center) / scale."""
-
-    center: float = option(0.0, help="Subtracted first (a typical value, e.g. the median).")
-    scale: float = option(
-        1.0, help="Divided by next (a typical spread).", min=0, exclusive_min=True
-    )
-
-
-TRANSFORMS = ("none", "log1p", "scale", "cyclic", "onehot")
-
-
-@dataclass(frozen=True)
-class FeatureField:
-    """One input field of an event and how it becomes feature columns."""
-
-    name: str = option(help="Feature name; prefixes the column names after expansion.")
-    path: str | None = option(
-        None, help="Dotted path of the field in the event (e.g. 'merchant.mcc'); default: name."
-    )
-    transform: Literal["none", "log1p", "scale", "cyclic", "onehot"] = option(
-        "none",
-        help="none; log1p (log(1 + x), x > -1); scale ((x - center) / scale); "
-        "cyclic (sin and cos of 2 pi x / period); onehot (one column per vocabulary "
-        "entry plus 'other').",
-    )
-    scale: ScaleConfig | None = option(None, help="center and scale, for transform 'scale'.")
-    period: float | None = option(
-        None,
-        help="Period, for transform 'cyclic' (24 for an hour, 7 for a weekday).",
-        min=0,
-        exclusive_min=True,
-    )
-    vocabulary: list[str] | None = option(
-        None,
-        help="Known categories, for transform 'onehot'; anything else is 'other'.",
-        min_items=1,
-    )
-    default: float | str | None = option(
-        None,
-        help="Value used when the field is absent or null; without it such an event is "
-        "a decode error (reason missing_field).",
-    )
-
-    @property
-    def source_path(self) -> str:
-        """The dotted path read from the event."""
-        return self.path or self.name
-
-    def check(self) -> list[tuple[str, str]]:
-        """The name is not empty, the path has no empty part; each transform's
-        parameters are present, and only with that transform."""
-        problems = []
-        if not self.name.strip():
-            problems.append(("name", f"expected a non-empty name, got {self.name!r}"))
-        elif "" in self.source_path.split("."):
-            key = "path" if self.path else "name"
-            problems.append((key, f"expected dotted names with no empty part, "
-                                  f"got {self.source_path!r}"))
-        needs = {"scale": "scale", "cyclic": "period", "onehot": "vocabulary"}
-        for transform, key in needs.items():
-            present = getattr(self, key) is not None
-            if self.transform == transform and not present:
-                problems.append((key, f"required with transform {transform}"))
-            if self.transform != transform and present:
-                problems.append((key, f"only used with transform {transform}"))
-        if self.vocabulary is not None:
-            if len(set(self.vocabulary)) != len(self.vocabulary):
-                problems.append(("vocabulary", "expected distinct entries"))
-            if "other" in self.vocabulary:
-                problems.append(("vocabulary", "'other' is reserved for unknown categories"))
-        if self.default is not None:
-            if self.transform == "onehot" and not isinstance(self.default, str):
-                problems.append(("default", f"expected a string, got {self.default!r}"))
-            if self.transform != "onehot" and isinstance(self.default, str):
-                problems.append(("default", f'expected a number, got "{self.default}"'))
-        return problems
-
-
-@dataclass(frozen=True)
-class FeaturesConfig:
-    """How an event becomes a feature vector."""
-
-    fields: list[FeatureField] = option(help="The input fields, in column order.", min_items=1)
-    key: str | None = option(
-        None, help="Dotted path of the event's id, carried into alerts (default: the Kafka key)."
-    )
-    event_time: str | None = option(
-        None, help="Dotted path of the event time (default: the record's timestamp)."
-    )
-    event_time_format: Literal["epoch_ms", "epoch_s", "iso8601"] = option(
-        "epoch_ms", help="How event_time is written."
-    )
-    max_message_bytes: int = option(
-        1_048_576, help="Larger messages are dead-lettered (reason too_large).", min=1
-    )
-
-    def check(self) -> list[tuple[str, str]]:
-        """Feature names are distinct."""
-        seen: set[str] = set()
-        problems = []
-        for i, field in enumerate(self.fields):
-            if field.name in seen:
-                problems.append((f"fields[{i}].name", f"duplicate feature name {field.name!r}"))
-            seen.add(field.name)
-        return problems
-
-    @property
-    def n_features(self) -> int:
-        """Number of feature columns after expansion (cyclic gives 2, onehot |vocabulary| + 1)."""
-        widths = {"cyclic": lambda f: 2, "onehot": lambda f: len(f.vocabulary or ()) + 1}
-        return sum(widths.get(f.transform, lambda f: 1)(f) for f in self.fields)
 
 
 # ---------------------------------------------------------------------------- sinks
