@@ -1,13 +1,12 @@
 """streamgmm's NotFittedError and ConvergenceWarning are scikit-learn's too, when
-scikit-learn is loaded; ``import streamgmm`` never loads it. And scikit-learn's
-own GaussianMixture tests pass against streamgmm's."""
+scikit-learn is loaded (that streamgmm never loads it, raising and warning
+included, is test_gmm_sklearn.py's); and scikit-learn's own GaussianMixture
+tests pass against streamgmm's."""
 
 from __future__ import annotations
 
 import inspect
 import pickle
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -18,29 +17,6 @@ import streamgmm
 from streamgmm.model.base import ConvergenceWarning, NotFittedError
 
 X = np.random.default_rng(0).normal(size=(300, 2))
-
-
-def test_raising_and_warning_leave_sklearn_unimported():
-    code = (
-        "import sys, warnings, numpy as np\n"
-        "import streamgmm\n"
-        "from streamgmm.model.base import ConvergenceWarning, NotFittedError\n"
-        "X = np.random.default_rng(0).normal(size=(200, 2))\n"
-        "try:\n"
-        "    streamgmm.GaussianMixture(2).predict(X)\n"
-        "except NotFittedError as exc:\n"
-        "    assert type(exc) is NotFittedError, type(exc).__mro__\n"
-        "with warnings.catch_warnings(record=True) as seen:\n"
-        "    warnings.simplefilter('always')\n"
-        "    streamgmm.GaussianMixture(3, max_iter=1, random_state=0).fit(X)\n"
-        "assert seen and seen[0].category is ConvergenceWarning, seen\n"
-        "assert 'sklearn' not in sys.modules, sorted(m for m in sys.modules if 'sklearn' in m)\n"
-        "print('ok')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("model", [streamgmm.GaussianMixture(2),
