@@ -57,7 +57,7 @@ class AnomalyDetector(DetectorParameters, BackgroundRefits):
         Events kept for the threshold and for refits.
     warmup : int, default=500
         Events buffered before the first batch fit; their score is NaN and none
-        is flagged. At least ``n_components`` and 2.
+        is flagged. At least ``n_components`` and 2, at most ``window``.
     mode : {'anomaly', 'novelty'}, default='anomaly'
         'anomaly' learns from the stream it scores; 'novelty' fits on a
         reference set (``fit``) or a model file (``model_path``) and only scores.

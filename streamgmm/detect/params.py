@@ -1,61 +1,178 @@
-"""The detector's parameters: what each may be, checked at construction, and stored.
+"""The detector's parameters: one declared table, checked at construction and
+read by the YAML schema.
 
-``DetectorParameters`` is AnomalyDetector's base: its ``__init__`` takes the
-parameters, checks them, stores them as attributes of the same names (but
-``top_features``, kept as ``n_top``), and hands over to the detector's
-``_start_state(model_path)``.
+``PARAMETERS`` declares what each parameter may be (any one of its
+alternatives, scikit-learn's ``_parameter_constraints`` manner); ``BOUNDS``
+the bounds one parameter's value sets on another's. ``DetectorParameters``,
+AnomalyDetector's base, checks both at construction and stores the
+parameters as attributes of the same names (but ``top_features``, kept as
+``n_top``). ``streamgmm.service.detector_config`` declares the YAML's
+``detector`` section from the same table (``schema_bounds``, the choices,
+``bound_problems``), so the daemon and the library cannot disagree.
+
+The detector names the parameter, what it may be given the others, and the
+value: ``trim: expected a number in [contamination (0.02), 0.25] or None, got
+0.3``; ``warmup: expected at least n_components (4) and 2 events, got 2``. A
+range whose ends are single bounds reads as an interval; one end bounded by
+several reads as words, for the end that failed.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
+from typing import Any
+
+from streamgmm.model import COVARIANCE_TYPES
+from streamgmm.model.constraints import Bound, Interval, Options, Pair
 
 MODES = ("anomaly", "novelty")
-
-# The largest share of the window ``trim`` may keep out of learning.
+REFIT_WORKERS = ("thread", "process")
+# The largest share of the window ``trim`` may keep out of learning (a quarter
+# trimmed is the usual bound of robust estimates, ``gate.py``).
 MAX_TRIM = 0.25
+# The fewest components 'auto' may choose from.
+K_LEAST = 1
+
+PARAMETERS: dict[str, tuple] = {
+    "n_components": (Interval(int, K_LEAST, None), Options("auto")),
+    "covariance_type": (Options(*COVARIANCE_TYPES),),
+    "contamination": (Interval(float, 0, 0.5, closed="neither"),),
+    "trim": (Interval(float, 0, MAX_TRIM, closed="right"), None),
+    "window": (Interval(int, 1, None),),
+    "select_k": (Pair(K_LEAST),),
+    "warmup": (Interval(int, 2, None, unit="events"),),
+    "mode": (Options(*MODES),),
+    "learn_from_anomalies": (bool,),
+    "refit_every": (Interval(int, 0, None),),
+    "refit_seconds": (Interval(float, 0, None),),
+    "refit_n_init": (Interval(int, 1, None),),
+    "refit_max_duty": (Interval(float, 0, 1, closed="both"), None),
+    "refit_worker": (Options(*REFIT_WORKERS),),
+    "refit_enabled": (bool,),
+    "reg_covar": (Interval(float, 0, None),),
+    "standardize": (bool,),
+    "tight_ratio": (Interval(float, 0, None, closed="neither"),),
+    "top_features": (Interval(int, 0, None),),
+    "random_state": (Interval(int, 0, None), None),
+}
 
 
-def _is_int(value) -> bool:
-    """An integer (numpy's too), not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+def fewest_components(params: Mapping[str, Any]) -> int:
+    """The fewest components a fit may have: ``n_components``, or the least of
+    ``select_k`` with 'auto'."""
+    k = params["n_components"]
+    return tuple(params["select_k"])[0] if k == "auto" else k
 
 
-def check_params(n_components, contamination, trim, window, warmup, mode, select_k,
-                 top_features) -> int | str:
-    """Raise a ValueError naming the first bad parameter and its value;
-    return ``n_components`` as a plain int (or 'auto')."""
-    if mode not in MODES:
-        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    if n_components != "auto":
-        if not _is_int(n_components) or n_components < 1:
-            raise ValueError(f"n_components: expected an integer >= 1 or 'auto', "
-                             f"got {n_components!r}")
-        n_components = int(n_components)
-    for name, value in (("window", window), ("warmup", warmup)):
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-    if not _is_int(top_features) or top_features < 0:
-        raise ValueError(f"top_features: expected an integer >= 0, got {top_features!r}")
-    if (len(tuple(select_k)) != 2 or not all(_is_int(k) for k in select_k)
-            or not 1 <= select_k[0] <= select_k[1]):
-        raise ValueError(f"select_k: expected (low, high) with 1 <= low <= high, "
-                         f"got {select_k!r}")
-    if trim is not None and not (isinstance(trim, (int, float)) and not isinstance(trim, bool)
-                                 and contamination <= trim <= MAX_TRIM):
-        expected = (f"a number in [contamination ({contamination}), {MAX_TRIM}] or None"
-                    if contamination <= MAX_TRIM else
-                    f"None with contamination ({contamination}) above {MAX_TRIM}")
-        raise ValueError(f"trim: expected {expected}, got {trim!r}")
-    k_min = select_k[0] if n_components == "auto" else n_components
-    if warmup < max(k_min, 2):
-        raise ValueError(f"warmup: expected at least n_components ({k_min}) and 2 events, "
-                         f"got {warmup}")
-    return n_components
+BOUNDS = (
+    Bound("warmup", "max", "window"),
+    Bound("trim", "min", "contamination"),
+    Bound("warmup", "min", "n_components", fewest_components),
+)
+
+
+def interval(name: str) -> Interval:
+    """The interval declared for ``name``."""
+    return next(c for c in PARAMETERS[name] if isinstance(c, Interval))
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The choices declared for ``name``."""
+    return next(c for c in PARAMETERS[name] if isinstance(c, Options)).choices
+
+
+def schema_bounds(name: str) -> dict[str, Any]:
+    """The static bounds of ``name``, as YAML schema field metadata."""
+    return interval(name).schema_bounds()
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Raise a ValueError for the first parameter (in table order) that breaks
+    its declaration or a bound."""
+    for name, alternatives in PARAMETERS.items():
+        value = params[name]
+        if value is None and None in alternatives:
+            continue
+        bounds = [b for b in BOUNDS if b.name == name]
+        if not any(_accepts(c, value) for c in alternatives) or not all(
+                b.holds(params) for b in bounds):
+            raise ValueError(f"{name}: expected {_expected(name, value, params)}, "
+                             f"got {value!r}")
+
+
+def bound_problems(params: Mapping[str, Any], null: str = "null") -> list[tuple[str, str]]:
+    """The ``BOUNDS`` that ``params`` (each valid on its own) break, as (name,
+    message) in the YAML validator's words: 'expected at least contamination
+    (0.02), got 0.01'; ``null``: how the schema writes None."""
+    problems = []
+    for b in BOUNDS:
+        if b.holds(params):
+            continue
+        value, high = params[b.name], interval(b.name).high
+        if b.side == "min" and high is not None and b.of(params) > high:
+            message = f"{null} with {b.named(params)} above {high}"
+        else:
+            message = f"{'at least' if b.side == 'min' else 'at most'} {b.named(params)}"
+        problems.append((b.name, f"expected {message}, got {value}"))
+    return problems
+
+
+def _accepts(constraint: Any, value: Any) -> bool:
+    if constraint is None:
+        return value is None
+    if constraint is bool:
+        return isinstance(value, bool)
+    return constraint.accepts(value)
+
+
+def _describe(constraint: Any, null: str = "None") -> str:
+    if constraint is None:
+        return null
+    return "True or False" if constraint is bool else constraint.describe()
+
+
+def _expected(name: str, value: Any, params: Mapping[str, Any]) -> str:
+    """What ``name`` may be, given the other parameters (the detector's words)."""
+    bounds = [b for b in BOUNDS if b.name == name]
+    alternatives = PARAMETERS[name]
+    if not bounds:
+        return " or ".join(_describe(c) for c in alternatives)
+    text = _bounded(interval(name), bounds, value, params)
+    return text if None not in alternatives or text.startswith("None") else text + " or None"
+
+
+def _bounded(iv: Interval, bounds: list[Bound], value: Any, params: Mapping[str, Any]) -> str:
+    """An interval with bounds set by other parameters, given their values."""
+    lows = [b for b in bounds if b.side == "min"]
+    highs = [b for b in bounds if b.side == "max"]
+    # A bound of the interval's own that a named bound implies is not repeated
+    # (trim > 0 follows from trim >= contamination, contamination being > 0).
+    low_implied = any(interval(b.by).low is not None and iv.low is not None
+                      and interval(b.by).low >= iv.low for b in lows)
+    low_words = [b.named(params) for b in lows] + (
+        [] if iv.low is None or low_implied else [f"{iv.low} {iv.unit}".strip()])
+    high_words = [b.named(params) for b in highs] + (
+        [] if iv.high is None else [f"{iv.high} {iv.unit}".strip()])
+    least = max([b.of(params) for b in lows] + ([iv.low] if iv.low is not None else []))
+    if iv.high is not None and least > iv.high:
+        return f"None with {' and '.join(low_words)} above {iv.high}"
+    if len(low_words) == 1 and len(high_words) == 1:
+        left = "[" if lows or iv.low_closed else "("
+        right = "]" if highs or iv.high_closed else ")"
+        return f"{iv.noun} in {left}{low_words[0]}, {high_words[0]}{right}"
+    low_failed = not iv.of_kind(value) or value < least
+    high_failed = not iv.of_kind(value) or not low_failed
+    sides = ([f"at least {' and '.join(low_words)}"] if low_failed and low_words else []) + (
+        [f"at most {' and '.join(high_words)}"] if high_failed and high_words else [])
+    return " and ".join(sides)
 
 
 class DetectorParameters:
-    """The parameters of ``AnomalyDetector`` (documented there), checked and stored."""
+    """The parameters of ``AnomalyDetector`` (documented there), checked and stored.
+
+    ``_start_state(model_path)`` is the detector's: it sets up the state once
+    the parameters are in.
+    """
 
     def __init__(
         self,
@@ -85,10 +202,8 @@ class DetectorParameters:
     ):
         """Check and store the parameters (``AnomalyDetector`` documents them),
         then let the detector set up its state (``_start_state``)."""
-        n_components = check_params(
-            n_components=n_components, contamination=contamination, trim=trim, window=window,
-            warmup=warmup, mode=mode, select_k=select_k, top_features=top_features)
-        self.n_components = n_components
+        check_params(locals())  # every argument, by name, against PARAMETERS and BOUNDS
+        self.n_components = n_components if n_components == "auto" else int(n_components)
         self.covariance_type = covariance_type
         self.contamination = contamination
         self.trim = trim

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamgmm.detect.groups import GroupRule, recurring_groups, select_by_bic
+from streamgmm.detect.params import REFIT_WORKERS
 from streamgmm.detect.refit_worker import PendingJob, WorkerDied, WorkerProcess
 from streamgmm.model.base import ConvergenceWarning
 from streamgmm.model.em import MixtureParams
@@ -91,9 +92,6 @@ def fit_candidate(
     # A number of components the user fixed is kept; 'auto' prunes to support.
     return select_by_bic(candidates, X_train, support_events,
                          reg_covar if low < high else None)
-
-
-WORKERS = ("thread", "process")
 
 
 @dataclass(frozen=True)
@@ -195,8 +193,8 @@ class Refitter:
     def __init__(self, n_init: int = 2, reg_covar: float = 1e-6, holdout_fraction: float = 0.2,
                  k_range: tuple[int, int] = (1, 8), random_state: int | None = None,
                  min_gain: float = 0.0, worker: str = "process"):
-        if worker not in WORKERS:
-            raise ValueError(f"refit_worker: expected one of {', '.join(WORKERS)}, "
+        if worker not in REFIT_WORKERS:
+            raise ValueError(f"refit_worker: expected one of {', '.join(REFIT_WORKERS)}, "
                              f"got {worker!r}")
         self.n_init = n_init
         self.reg_covar = reg_covar

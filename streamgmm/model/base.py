@@ -8,16 +8,74 @@ back from the signature, so ``sklearn.base.clone``, ``Pipeline`` and
 from __future__ import annotations
 
 import inspect
+import sys
 
 import numpy as np
 
 
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a method that needs a fitted model is called before ``fit``."""
+class _SklearnTwin:
+    """Makes an exception or warning class an instance of scikit-learn's namesake
+    when scikit-learn is loaded, without streamgmm importing it.
+
+    ``except`` and warning filters match by real subclassing (``except``
+    ignores ``__subclasscheck__``), so the class a caller catches must be a
+    base of the class raised. A class with this mixin is created as a
+    subclass of itself and of ``sklearn.exceptions.<name>`` whenever it is
+    instantiated while ``sklearn.exceptions`` is in ``sys.modules``; the
+    subclass is made once and cached. Checking at raise time is enough: code
+    that names ``sklearn.exceptions.NotFittedError`` in an ``except`` clause
+    has imported scikit-learn before the error can reach that clause. An
+    instance made before scikit-learn was loaded stays a plain streamgmm one.
+    Raise warnings as instances, ``warnings.warn(ConvergenceWarning(msg))``,
+    so that filters see the twin as their category.
+    """
+
+    _twins: dict[type, type] = {}
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(_twin(cls), *args, **kwargs)
+
+    def __reduce__(self):
+        # Pickled by the streamgmm class: it exists wherever streamgmm does,
+        # and unpickling picks the twin again if scikit-learn is loaded there.
+        base = next(c for c in type(self).__mro__ if c.__dict__.get("_twinned"))
+        return base, self.args, self.__dict__ or None
 
 
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+def _twin(cls: type) -> type:
+    """``cls``, or its twin subclassing scikit-learn's class of the same name."""
+    if not cls.__dict__.get("_twinned"):  # a twin already, or a user's subclass
+        return cls
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    theirs = getattr(sklearn_exceptions, cls.__name__, None)
+    if not isinstance(theirs, type) or issubclass(cls, theirs):
+        return cls
+    twin = _SklearnTwin._twins.get(cls)
+    if twin is None or not issubclass(twin, theirs):  # scikit-learn reloaded
+        twin = type(cls.__name__, (cls, theirs), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__})
+        _SklearnTwin._twins[cls] = twin
+    return twin
+
+
+class NotFittedError(_SklearnTwin, ValueError, AttributeError):
+    """Raised when a method that needs a fitted model is called before ``fit``.
+
+    With scikit-learn loaded, also a ``sklearn.exceptions.NotFittedError``.
+    """
+
+    _twinned = True
+
+
+class ConvergenceWarning(_SklearnTwin, UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``.
+
+    With scikit-learn loaded, also a ``sklearn.exceptions.ConvergenceWarning``
+    (warn with an instance: ``warnings.warn(ConvergenceWarning(message))``).
+    """
+
+    _twinned = True
 
 
 class EstimatorMixin:

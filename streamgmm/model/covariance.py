@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from streamgmm.model import COVARIANCE_TYPES
 
 SINGULAR_MESSAGE = (
     "Fitting the mixture model failed because some components have ill-defined "

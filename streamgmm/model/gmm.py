@@ -198,10 +198,11 @@ class GaussianMixture(FittedMixtureMixin, EstimatorMixin):
             if best is None or result.lower_bound > best.lower_bound:
                 best = result
         if not best.converged and self.max_iter > 0:
-            warnings.warn(
+            # An instance, so that with scikit-learn loaded the category is
+            # also scikit-learn's ConvergenceWarning (base.py).
+            warnings.warn(ConvergenceWarning(
                 "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
+                "parameters, or increase max_iter, tol, or check for degenerate data."),
                 stacklevel=2,
             )
         self._set_params(best.params)

@@ -16,9 +16,11 @@ class FittedMixtureMixin:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "precisions_cholesky_"):
+            # scikit-learn's words, which its own tests match.
+            also = " (or 'partial_fit')" if hasattr(self, "partial_fit") else ""
             raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' "
-                f"(or 'partial_fit') with appropriate arguments before using this method."
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit'{also} "
+                f"with appropriate arguments before using this estimator."
             )
 
     def _validate(self, X) -> np.ndarray:

@@ -33,13 +33,13 @@ from streamgmm.service.detector_config import detector_params
 from streamgmm.service.evaluation import Evaluation, format_summary
 from streamgmm.service.health import HealthState, make_app, serve
 from streamgmm.service.kafka_options import consumer_options, producer_options, servers
-from streamgmm.service.logs import setup_logging
 from streamgmm.service.metrics import Metrics
 from streamgmm.service.schema import Config
 from streamgmm.stream.alerts import format_pretty
 from streamgmm.stream.audit import AuditLog
 from streamgmm.stream.decode import REASONS, Decoder
 from streamgmm.stream.file_io import FileSource, GenerateSource, StdinSource
+from streamgmm.stream.logs import setup_logging
 from streamgmm.stream.loop import ConsumerLoop, LoopSettings, LoopStats
 from streamgmm.stream.offsets import Offsets
 from streamgmm.stream.protocols import TP, Sink, Source

@@ -1,67 +1,26 @@
 """The daemon's configuration schema: frozen dataclasses, one per YAML section.
 
-Every key the daemon reads is declared here once, with its type, default,
-bounds and a help string in the field's metadata. ``streamgmm.service.config``
-walks these declarations to validate a YAML document; nothing else in the
-code base knows the shape of the YAML.
-
-Field metadata keys (all optional except ``help``):
-
-``help``
-    What the key is for, shown by ``streamgmm check-config --schema``.
-``min``, ``max``, ``exclusive_min``, ``exclusive_max``
-    Range bounds for numbers (inclusive unless the ``exclusive_*`` flag is set).
-``min_items``
-    Smallest allowed length of a list.
-``secret``
-    The value is redacted in logs and in ``check-config`` output.
-
-A field without a default is required. Cross-field rules live in each
-section's ``check()`` method, which returns ``(key, message)`` pairs relative
-to that section; the validator calls it once the section itself is valid.
+Every key the daemon reads is declared once, with its type, default, bounds
+and a help string in the field's metadata (``stream/declare.py`` lists the
+metadata keys). The sections live here, but for two declared beside the code
+that reads them: the feature spec (``streamgmm.stream.features``, read by the
+decoder) and the detector's (``detector_config.py``, built from the
+detector's parameter table).
+``streamgmm.service.config`` walks these declarations to validate a YAML
+document; nothing else in the code base knows the shape of the YAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# The largest detector.trim: the detector's own bound (streamgmm.detect.detector
-# MAX_TRIM; a test keeps them equal, so that this module imports nothing heavy).
-MAX_TRIM = 0.25
-
-# Keys of ``source.kafka.client_options`` whose values are redacted in logs.
-SECRET_WORDS = ("password", "secret", "token")
-
-
-def option(
-    default: Any = dataclasses.MISSING,
-    *,
-    help: str,
-    factory: Callable[[], Any] | None = None,
-    **bounds: Any,
-) -> Any:
-    """Declare a schema field with its help string and bounds.
-
-    Parameters
-    ----------
-    default : object, optional
-        Default value; leave it out (and ``factory`` too) to make the key required.
-    help : str
-        What the key is for.
-    factory : callable, optional
-        Builds a mutable default (a list, a dict or a nested section).
-    **bounds
-        ``min``, ``max``, ``exclusive_min``, ``exclusive_max``, ``min_items``, ``secret``.
-    """
-    metadata = {"help": help, **bounds}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
-
+from streamgmm.service.detector_config import DetectorConfig
+from streamgmm.stream.declare import option
+from streamgmm.stream.features import FeaturesConfig
+from streamgmm.stream.redact import redact_config
 
 # --------------------------------------------------------------------------- source
 
@@ -134,8 +93,8 @@ class KafkaConfig:
         None, help="Password of ssl_keyfile; pass it through an environment override.", secret=True
     )
     client_options: dict[str, str | int | float | bool | list[str]] = option(
-        help="Further kafka-python settings passed through verbatim; keys containing "
-        "'password', 'secret' or 'token' are redacted in logs.",
+        help="Further kafka-python settings passed through verbatim; keys that name a secret "
+        "(containing 'password', 'secret', 'token', 'keyfile'...) are redacted in logs.",
         factory=dict,
     )
 
@@ -257,251 +216,6 @@ class SourceConfig:
                 problems.append(("kafka.topics", "required with source.type kafka (or 'pattern')"))
         if self.type == "file" and not self.file.path:
             problems.append(("file.path", "required with source.type file"))
-        return problems
-
-
-# ------------------------------------------------------------------------- features
-
-
-@dataclass(frozen=True)
-class ScaleConfig:
-    """Parameters of the ``scale`` transform: (x - center) / scale."""
-
-    center: float = option(0.0, help="Subtracted first (a typical value, e.g. the median).")
-    scale: float = option(
-        1.0, help="Divided by next (a typical spread).", min=0, exclusive_min=True
-    )
-
-
-TRANSFORMS = ("none", "log1p", "scale", "cyclic", "onehot")
-
-
-@dataclass(frozen=True)
-class FeatureField:
-    """One input field of an event and how it becomes feature columns."""
-
-    name: str = option(help="Feature name; prefixes the column names after expansion.")
-    path: str | None = option(
-        None, help="Dotted path of the field in the event (e.g. 'merchant.mcc'); default: name."
-    )
-    transform: Literal["none", "log1p", "scale", "cyclic", "onehot"] = option(
-        "none",
-        help="none; log1p (log(1 + x), x > -1); scale ((x - center) / scale); "
-        "cyclic (sin and cos of 2 pi x / period); onehot (one column per vocabulary "
-        "entry plus 'other').",
-    )
-    scale: ScaleConfig | None = option(None, help="center and scale, for transform 'scale'.")
-    period: float | None = option(
-        None,
-        help="Period, for transform 'cyclic' (24 for an hour, 7 for a weekday).",
-        min=0,
-        exclusive_min=True,
-    )
-    vocabulary: list[str] | None = option(
-        None,
-        help="Known categories, for transform 'onehot'; anything else is 'other'.",
-        min_items=1,
-    )
-    default: float | str | None = option(
-        None,
-        help="Value used when the field is absent or null; without it such an event is "
-        "a decode error (reason missing_field).",
-    )
-
-    @property
-    def source_path(self) -> str:
-        """The dotted path read from the event."""
-        return self.path or self.name
-
-    def check(self) -> list[tuple[str, str]]:
-        """The name is not empty, the path has no empty part; each transform's
-        parameters are present, and only with that transform."""
-        problems = []
-        if not self.name.strip():
-            problems.append(("name", f"expected a non-empty name, got {self.name!r}"))
-        elif "" in self.source_path.split("."):
-            key = "path" if self.path else "name"
-            problems.append((key, f"expected dotted names with no empty part, "
-                                  f"got {self.source_path!r}"))
-        needs = {"scale": "scale", "cyclic": "period", "onehot": "vocabulary"}
-        for transform, key in needs.items():
-            present = getattr(self, key) is not None
-            if self.transform == transform and not present:
-                problems.append((key, f"required with transform {transform}"))
-            if self.transform != transform and present:
-                problems.append((key, f"only used with transform {transform}"))
-        if self.vocabulary is not None:
-            if len(set(self.vocabulary)) != len(self.vocabulary):
-                problems.append(("vocabulary", "expected distinct entries"))
-            if "other" in self.vocabulary:
-                problems.append(("vocabulary", "'other' is reserved for unknown categories"))
-        if self.default is not None:
-            if self.transform == "onehot" and not isinstance(self.default, str):
-                problems.append(("default", f"expected a string, got {self.default!r}"))
-            if self.transform != "onehot" and isinstance(self.default, str):
-                problems.append(("default", f'expected a number, got "{self.default}"'))
-        return problems
-
-
-@dataclass(frozen=True)
-class FeaturesConfig:
-    """How an event becomes a feature vector."""
-
-    fields: list[FeatureField] = option(help="The input fields, in column order.", min_items=1)
-    key: str | None = option(
-        None, help="Dotted path of the event's id, carried into alerts (default: the Kafka key)."
-    )
-    event_time: str | None = option(
-        None, help="Dotted path of the event time (default: the record's timestamp)."
-    )
-    event_time_format: Literal["epoch_ms", "epoch_s", "iso8601"] = option(
-        "epoch_ms", help="How event_time is written."
-    )
-    max_message_bytes: int = option(
-        1_048_576, help="Larger messages are dead-lettered (reason too_large).", min=1
-    )
-
-    def check(self) -> list[tuple[str, str]]:
-        """Feature names are distinct."""
-        seen: set[str] = set()
-        problems = []
-        for i, field in enumerate(self.fields):
-            if field.name in seen:
-                problems.append((f"fields[{i}].name", f"duplicate feature name {field.name!r}"))
-            seen.add(field.name)
-        return problems
-
-    @property
-    def n_features(self) -> int:
-        """Number of feature columns after expansion (cyclic gives 2, onehot |vocabulary| + 1)."""
-        widths = {"cyclic": lambda f: 2, "onehot": lambda f: len(f.vocabulary or ()) + 1}
-        return sum(widths.get(f.transform, lambda f: 1)(f) for f in self.fields)
-
-
-# ------------------------------------------------------------------------- detector
-
-
-@dataclass(frozen=True)
-class SelectKConfig:
-    """The range 'auto' chooses the number of components from, by BIC."""
-
-    enabled: bool = option(
-        True, help="Obsolete switch kept for old files: n_components: auto is what chooses."
-    )
-    min: int = option(1, help="Fewest components tried.", min=1)
-    max: int = option(8, help="Most components tried.", min=1)
-
-    def check(self) -> list[tuple[str, str]]:
-        """min <= max."""
-        if self.min > self.max:
-            return [("min", f"expected at most max ({self.max}), got {self.min}")]
-        return []
-
-
-@dataclass(frozen=True)
-class RefitConfig:
-    """Periodic batch refit of the window, against outlier bias."""
-
-    enabled: bool = option(True, help="Refit in the background at all.")
-    every_events: int = option(5_000, help="Refit after this many events; 0 = off.", min=0)
-    every_seconds: float = option(0.0, help="Refit after this many seconds; 0 = off.", min=0)
-    n_init: int = option(2, help="Fresh restarts beside the warm start.", min=1)
-    max_duty: float = option(
-        0.25,
-        help="Most of the wall clock that background refits may take (a refit of t seconds "
-        "is followed by the next no sooner than t / max_duty after it began), so that at "
-        "high event rates refits leave the stream its processor; 0 = no bound.",
-        min=0,
-        max=1,
-    )
-    worker: Literal["thread", "process"] = option(
-        "process",
-        help="Where refits run: a process of its own (started once, so a refit never competes "
-        "with the stream for the interpreter) or a thread of the daemon's (no extra process; "
-        "batches take up to about twice as long while a refit runs).",
-    )
-    select_k: SelectKConfig = option(help="Choice of n_components by BIC.", factory=SelectKConfig)
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """The mixture and the anomaly threshold."""
-
-    n_components: int | Literal["auto"] = option(
-        "auto",
-        help="Gaussian components in the mixture, or 'auto' to choose them by BIC over "
-        "refit.select_k at the warm-up and at every refit.",
-        min=1,
-    )
-    covariance_type: Literal["full", "tied", "diag", "spherical"] = option(
-        "full", help="Covariance form, as in scikit-learn."
-    )
-    contamination: float = option(
-        0.02,
-        help="Share of events flagged: the threshold is this percentile of recent scores.",
-        min=0,
-        max=0.5,
-        exclusive_min=True,
-        exclusive_max=True,
-    )
-    trim: float | None = option(
-        None,
-        help="Share of recent events kept out of learning and refits (the lowest-scoring); "
-        "null: contamination. Set it above the share of events expected to be anomalous "
-        "when that is more than the alert budget, so that they are not learned as normal "
-        "(a compact group that recurs all over the window is still learned as a mode).",
-        min=0,
-        max=MAX_TRIM,
-        exclusive_min=True,
-    )
-    window: int = option(
-        5_000,
-        help="Events in the rolling threshold and refit window (kept in memory: "
-        "window x features x 8 bytes, twice over during a refit).",
-        min=1,
-        max=10_000_000,
-    )
-    warmup: int = option(
-        1_000, help="Events buffered and batch-fitted before the first score.", min=2
-    )
-    mode: Literal["anomaly", "novelty"] = option(
-        "anomaly",
-        help="anomaly: learn from the stream scored; novelty: fit on a clean reference "
-        "(model_path or the warm-up) and only score.",
-    )
-    model_path: str | None = option(
-        None,
-        help="A model file trained offline: the novelty reference, or a start without warm-up.",
-    )
-    learn_from_anomalies: bool = option(
-        False,
-        help="Let events below the learning gate (flagged, or trimmed) into the online "
-        "update (off: a fraud burst cannot teach the model that fraud is normal).",
-    )
-    random_state: int | None = option(None, help="Seed for initialisation; set it to reproduce.")
-    top_features: int = option(
-        3,
-        help="Features named in each alert's explanation (at most the number of columns).",
-        min=0,
-    )
-    refit: RefitConfig = option(help="Periodic refit.", factory=RefitConfig)
-
-    def check(self) -> list[tuple[str, str]]:
-        """The warm-up fits in the window and has at least one event per component;
-        trim is at least contamination."""
-        problems = []
-        if self.warmup > self.window:
-            problems.append(
-                ("warmup", f"expected at most window ({self.window}), got {self.warmup}")
-            )
-        if self.trim is not None and self.trim < self.contamination:
-            expected = (f"at least contamination ({self.contamination})"
-                        if self.contamination <= MAX_TRIM else
-                        f"null with contamination ({self.contamination}) above {MAX_TRIM}")
-            problems.append(("trim", f"expected {expected}, got {self.trim}"))
-        k = self.refit.select_k.min if self.n_components == "auto" else self.n_components
-        if self.warmup < k:
-            problems.append(("warmup", f"expected at least n_components ({k}), got {self.warmup}"))
         return problems
 
 
@@ -678,6 +392,4 @@ class Config:
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with secrets replaced, for logs."""
-        from streamgmm.service.config import redacted
-
-        return redacted(self)
+        return redact_config(self)

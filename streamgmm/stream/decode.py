@@ -29,7 +29,7 @@ import msgspec
 import numpy as np
 
 from streamgmm.model.base import MAX_MAGNITUDE
-from streamgmm.service.schema import FeatureField, FeaturesConfig
+from streamgmm.stream.features import FeatureField, FeaturesConfig
 from streamgmm.stream.records import Record
 from streamgmm.stream.transforms import Transform, build_transform, show_number
 
@@ -124,11 +124,8 @@ class Decoder:
 
     Examples
     --------
-    >>> from streamgmm.service.config import from_dict
-    >>> from streamgmm.service.schema import FeatureField, FeaturesConfig
-    >>> features = from_dict(FeaturesConfig, {"fields": [
-    ...     {"name": "amount", "transform": "log1p"},
-    ...     {"name": "hour", "transform": "cyclic", "period": 24}]})
+    >>> features = FeaturesConfig(fields=[FeatureField("amount", transform="log1p"),
+    ...                                   FeatureField("hour", transform="cyclic", period=24)])
     >>> decoder = Decoder(features)
     >>> decoder.feature_names
     ['amount', 'hour_sin', 'hour_cos']

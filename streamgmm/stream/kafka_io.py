@@ -44,6 +44,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from streamgmm.stream.protocols import TP, CommitAnswer, Sink, Source
 from streamgmm.stream.records import Chunk, Header, Record
+from streamgmm.stream.redact import redact_options
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ log = logging.getLogger(__name__)
 PartitionCallback = Callable[[list[TP]], None]
 
 _POLL_ERROR_LOG_INTERVAL_S = 10.0
-
-_SECRET_WORDS = ("password", "secret", "token", "key")
-_REDACTED = "***"
 
 # Options the source sets itself: overriding them would break at-least-once
 # delivery (auto-commit) or the raw-bytes contract (deserializers).
@@ -79,26 +77,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery_timeout_ms": 30_000,
     "max_block_ms": 10_000,
 }
-
-
-def redact_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Copy client options with secrets masked, for logs and error messages.
-
-    A value is masked when its option name contains ``password``, ``secret``,
-    ``token`` or ``key`` (``sasl_plain_password``, ``ssl_keyfile``,
-    ``sasl_oauth_token_provider``...). ``None`` stays ``None`` so a log still
-    shows which options were left unset.
-
-    Examples
-    --------
-    >>> redact_options({"sasl_plain_username": "u", "sasl_plain_password": "p"})
-    {'sasl_plain_username': 'u', 'sasl_plain_password': '***'}
-    """
-    out: dict[str, Any] = {}
-    for name, value in (options or {}).items():
-        secret = any(word in name.lower() for word in _SECRET_WORDS)
-        out[name] = _REDACTED if secret and value is not None else value
-    return out
 
 
 def _check_options(

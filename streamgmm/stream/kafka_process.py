@@ -587,7 +587,7 @@ def _serve(
     # The reading loop holds the interpreter most of the time; the answering
     # thread must get it promptly (the daemon sets the same for its loop).
     sys.setswitchinterval(0.001)
-    from streamgmm.service.logs import setup_logging
+    from streamgmm.stream.logs import setup_logging
 
     setup_logging(log_level, log_format)
     request, _, _ = conn.recv()

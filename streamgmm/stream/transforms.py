@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamgmm.service.schema import FeatureField
+from streamgmm.stream.features import FeatureField
 
 
 class Transform:

@@ -177,6 +177,25 @@ def test_bad_parameters_are_named(kwargs, match):
         AnomalyDetector(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    ({"warmup": 600, "window": 500}, "warmup: expected at most window (500), got 600"),
+    ({"covariance_type": "ful"},
+     "covariance_type: expected one of full, tied, diag, spherical, got 'ful'"),
+    ({"contamination": 0.5}, "contamination: expected a number in (0, 0.5), got 0.5"),
+    ({"refit_worker": "fork"}, "refit_worker: expected one of thread, process, got 'fork'"),
+    ({"refit_max_duty": 1.5}, "refit_max_duty: expected a number in [0, 1] or None, got 1.5"),
+    ({"random_state": -1}, "random_state: expected an integer >= 0 or None, got -1"),
+    ({"refit_n_init": 0}, "refit_n_init: expected an integer >= 1, got 0"),
+    ({"learn_from_anomalies": "no"},
+     "learn_from_anomalies: expected True or False, got 'no'"),
+])
+def test_the_parameter_table_is_checked_at_construction(kwargs, message):
+    """Every rule of ``params.PARAMETERS`` and ``BOUNDS``, as the YAML schema has them."""
+    with pytest.raises(ValueError) as refused:
+        AnomalyDetector(**kwargs)
+    assert str(refused.value) == message
+
+
 PARAMS = dict(n_components=2, warmup=300, window=800, refit_every=2000, random_state=0)
 
 

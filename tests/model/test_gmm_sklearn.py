@@ -156,6 +156,18 @@ def test_streamgmm_does_not_import_sklearn():
         "X = np.random.default_rng(0).normal(size=(200, 2))\n"
         "gm = streamgmm.GaussianMixture(2, random_state=0).fit(X)\n"
         "gm.score_samples(X); gm.predict_proba(X); gm.sample(5); gm.bic(X)\n"
+        # Raising and warning, which make scikit-learn's classes their bases
+        # when it is loaded (model/base.py), must not load it.
+        "import warnings\n"
+        "from streamgmm.model.base import ConvergenceWarning, NotFittedError\n"
+        "try:\n"
+        "    streamgmm.GaussianMixture(2).predict(X)\n"
+        "except NotFittedError as exc:\n"
+        "    assert type(exc) is NotFittedError, type(exc).__mro__\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    streamgmm.GaussianMixture(3, max_iter=1, random_state=0).fit(X)\n"
+        "assert seen and seen[0].category is ConvergenceWarning, seen\n"
         "assert 'sklearn' not in sys.modules, sorted(m for m in sys.modules if 'sklearn' in m)\n"
         "print('ok')\n"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import check_png
+from figure_checks import check_png
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_png
+from figure_checks import check_png
 
 from streamgmm.plot import detection_ap, read_detection_results
 

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import by_gid, check_png
+from figure_checks import by_gid, check_png
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import by_gid, check_png
+from figure_checks import by_gid, check_png
 
 from streamgmm.detect.detector import AnomalyDetector
 from streamgmm.plot import Timeline, read_timeline, scores_timeline

@@ -555,4 +555,54 @@ def test_the_schema_bounds_trim_as_the_detector_does():
     from streamgmm.service import schema
 
     field = {f.name: f for f in dataclasses.fields(schema.DetectorConfig)}["trim"]
-    assert field.metadata["max"] == schema.MAX_TRIM == MAX_TRIM
+    assert field.metadata["max"] == MAX_TRIM
+
+
+# The detector's parameter behind each key of the detector section.
+DETECTOR_KEYS = {
+    "n_components": "n_components", "covariance_type": "covariance_type",
+    "contamination": "contamination", "trim": "trim", "window": "window",
+    "warmup": "warmup", "mode": "mode", "random_state": "random_state",
+    "top_features": "top_features", "refit.every_events": "refit_every",
+    "refit.every_seconds": "refit_seconds", "refit.n_init": "refit_n_init",
+    "refit.max_duty": "refit_max_duty", "refit.worker": "refit_worker",
+}
+
+
+@pytest.mark.parametrize("key", sorted(DETECTOR_KEYS))
+def test_the_detector_section_has_the_detector_s_bounds_and_choices(key):
+    import typing
+
+    from streamgmm.detect import params
+    from streamgmm.service import detector_config
+
+    section, _, name = key.rpartition(".")
+    cls = detector_config.RefitConfig if section else detector_config.DetectorConfig
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    hint = typing.get_type_hints(cls)[name]
+    literal = next((h for h in (hint, *typing.get_args(hint))
+                    if typing.get_origin(h) is typing.Literal), None)
+    param = DETECTOR_KEYS[key]
+    if any(isinstance(c, params.Options) for c in params.PARAMETERS[param]):
+        assert typing.get_args(literal) == params.choices(param)
+    if any(isinstance(c, params.Interval) for c in params.PARAMETERS[param]):
+        bounds = {k: v for k, v in field.metadata.items() if k != "help"}
+        expected = params.schema_bounds(param)
+        if key == "window":  # the daemon's own memory bound, below the library's none
+            expected["max"] = detector_config.MAX_WINDOW
+        assert bounds == expected
+
+
+def test_a_detector_section_the_schema_takes_makes_a_detector_and_one_it_refuses_does_not():
+    from streamgmm.detect.detector import AnomalyDetector
+
+    for changes in ({"warmup": 600, "window": 500}, {"contamination": 0.02, "trim": 0.01},
+                    {"contamination": 0.3, "trim": 0.25},
+                    {"warmup": 3, "n_components": 4}):
+        data = with_(MINIMAL, "detector", **changes)
+        problem = problems_of(data)[0].removeprefix("detector.")
+        values = {**detector_params(from_dict(Config, MINIMAL).detector), **changes}
+        with pytest.raises(ValueError) as refused:
+            AnomalyDetector(**values)
+        assert str(refused.value).split(":")[0] == problem.split(":")[0], (changes, problem)
+    AnomalyDetector(**detector_params(from_dict(Config, MINIMAL).detector, ["amount"])).close()

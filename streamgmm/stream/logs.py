@@ -1,9 +1,11 @@
-"""Log output of the daemon: plain text for people, or one JSON object a line for machines.
+"""Log output of every streamgmm process: plain text for people, or one JSON object a line.
 
-Structured fields travel with a record as ``extra={"fields": {...}}``; the
-JSON format merges them into the object and the text format appends them as
-``key=value``. A redaction filter runs first, so the value of any key that
-contains ``password``, ``secret`` or ``token`` (``sasl_plain_password``,
+The daemon and its consumer child process (``kafka_process.py``) both write
+through ``setup_logging``, so the module sits in the stream layer, where the
+child is. Structured fields travel with a record as ``extra={"fields":
+{...}}``; the JSON format merges them into the object and the text format
+appends them as ``key=value``. A redaction filter runs first, so the value of
+any key that names a secret (``redact.SECRET_WORDS``: ``sasl_plain_password``,
 ``api_token``...) never reaches the output, whichever way it was logged.
 
 Examples
@@ -23,50 +25,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-SECRET_WORDS = ("password", "passwd", "secret", "token")
-REDACTED = "***"
+from streamgmm.stream.redact import redact, redact_text
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("text", "json")
 
 # JSON object keys the formatter owns; a field with one of these names is
 # renamed rather than allowed to overwrite them.
 _RESERVED = ("time", "level", "event", "logger", "exception")
-_SECRET_KEY = "|".join(SECRET_WORDS)
-# key=value, key: value, "key": "value" where the key names a secret.
-_SECRET_IN_TEXT = re.compile(
-    rf"""(?ix)
-    (["']?[\w.-]*(?:{_SECRET_KEY})[\w.-]*["']?\s*[=:]\s*)   # the key and its separator
-    ("[^"]*"|'[^']*'|[^\s,;}}\]]+)                          # the value
-    """
-)
-
-
-def is_secret_key(key: object) -> bool:
-    """Tell whether a field name stands for a secret value."""
-    name = str(key).lower()
-    return any(word in name for word in SECRET_WORDS)
-
-
-def redact(value: Any) -> Any:
-    """Return ``value`` with every secret-named key's value replaced, recursively."""
-    if isinstance(value, dict):
-        return {k: REDACTED if is_secret_key(k) else redact(v) for k, v in value.items()}
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        # A namedtuple (kafka-python logs TopicPartition): rebuilt field by field.
-        return type(value)(*(redact(v) for v in value))
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact(v) for v in value)
-    return value
-
-
-def redact_text(text: str) -> str:
-    """Replace the values of ``secret_key=value`` pairs written inside free text."""
-    return _SECRET_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 class RedactionFilter(logging.Filter):

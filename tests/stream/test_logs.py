@@ -1,4 +1,4 @@
-"""Tests for streamgmm.service.logs: text and JSON lines, fields, redaction."""
+"""Tests for streamgmm.stream.logs: text and JSON lines, fields, redaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from streamgmm.service.logs import RedactionFilter, redact_text, setup_logging
+from streamgmm.stream.logs import RedactionFilter, redact_text, setup_logging
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_namedtuple_arguments_pass_through_redaction():
     """kafka-python logs TopicPartition (a namedtuple) as a format argument."""
     from collections import namedtuple
 
-    from streamgmm.service.logs import redact
+    from streamgmm.stream.logs import redact
 
     TopicPartition = namedtuple("TopicPartition", ["topic", "partition"])
     tp = TopicPartition("events", 3)
