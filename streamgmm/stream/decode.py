@@ -17,42 +17,31 @@ Every rejected record gets one reason from the fixed set :data:`REASONS`
 from __future__ import annotations
 
 import csv
-import json
 import math
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from streamgmm.model.base import MAX_MAGNITUDE
+from streamgmm.stream.fast_json import CATEGORY, KEY, NUMBER, TIME_NUMBER, TIME_TEXT, fast_decoder
 from streamgmm.stream.features import FeatureField, FeaturesConfig
+from streamgmm.stream.reasons import REASONS, Problem, Reason
 from streamgmm.stream.records import Record
 from streamgmm.stream.transforms import Transform, build_transform, show_number
-
-#: Every reason a record can be rejected for, in a fixed order.
-REASONS = (
-    "too_large",  # the payload exceeds features.max_message_bytes
-    "bad_json",  # not valid JSON (or not UTF-8)
-    "bad_csv",  # a CSV line that does not parse or has the wrong number of columns
-    "wrong_type",  # not an object, or a value of the wrong JSON type (true for a number)
-    "missing_field",  # a field without a default is absent or null
-    "not_a_number",  # a string where a number is expected
-    "non_finite",  # a number out of float range (or nan/inf in CSV)
-    "transform",  # the transform is undefined for the value (log1p of -3)
-    "out_of_range",  # a feature beyond ±MAX_MAGNITUDE, an event time outside years 1-9999
-    "rejected",  # decoded, then refused by the detector (the detail says why)
+from streamgmm.stream.values import (
+    FIRST_MS,
+    LAST_MS,
+    check_value,
+    first_reason,
+    iso_times,
+    json_type,
+    lookup,
+    stdlib_json,
+    too_large,
 )
-
-
-class Reason(NamedTuple):
-    """Why a record was rejected: a code from :data:`REASONS` and a detail for people."""
-
-    code: str
-    detail: str
 
 
 @dataclass
@@ -80,31 +69,8 @@ class Decoded:
     errors: list[tuple[int, Reason]] = field(default_factory=list)
 
 
-# The kinds of value a path can hold, with the type the fast decoder gives them.
-_NUMBER, _CATEGORY, _KEY, _TIME_NUMBER, _TIME_TEXT = "number", "category", "key", "tnum", "ttext"
-_FAST_TYPES: dict[str, Any] = {
-    _NUMBER: float | None,
-    _TIME_NUMBER: float | None,
-    _CATEGORY: str | int | None,
-    _KEY: str | int | None,
-    _TIME_TEXT: str | None,
-}
-
-
-# Event times must name a moment of years 1-9999 in UTC (alerts print them).
-_FIRST_MS = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp() * 1000.0
-_LAST_MS = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp() * 1000.0
-
 # Stands in for the record of an event given as an object (no key, no timestamp).
 _NO_RECORD = Record("", 0, -1, None, b"")
-
-
-class _Problem(Exception):
-    """One value's problem, raised inside the generic path and turned into a Reason."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = Reason(code, detail)
 
 
 class Decoder:
@@ -144,20 +110,20 @@ class Decoder:
         self.n_features = len(self.feature_names)
         self.max_bytes = features.max_message_bytes
         self._leaves = self._declare_leaves()
-        self._fast, self._getters = _fast_decoder(self._leaves)
+        self._fast, self._getters = fast_decoder(self._leaves)
         self._generic = msgspec.json.Decoder()
 
     def _declare_leaves(self) -> list[tuple[str, str]]:
         """(path, kind) of every value read from an event, in a fixed order."""
         leaves = [
-            (f.source_path, _NUMBER if t.numeric else _CATEGORY)
+            (f.source_path, NUMBER if t.numeric else CATEGORY)
             for f, t in zip(self.config.fields, self.transforms, strict=True)
         ]
         if self.config.key:
-            leaves.append((self.config.key, _KEY))
+            leaves.append((self.config.key, KEY))
         if self.config.event_time:
             iso = self.config.event_time_format == "iso8601"
-            leaves.append((self.config.event_time, _TIME_TEXT if iso else _TIME_NUMBER))
+            leaves.append((self.config.event_time, TIME_TEXT if iso else TIME_NUMBER))
         return leaves
 
     # ------------------------------------------------------------------ entry points
@@ -189,7 +155,7 @@ class Decoder:
                 errors[i] = Reason("bad_json", "no value: a tombstone")
                 continue
             if len(value) > max_bytes:
-                errors[i] = _too_large(len(value), max_bytes)
+                errors[i] = too_large(len(value), max_bytes)
                 continue
             if not value or value.isspace():
                 errors[i] = Reason("bad_json", "empty message: no value to decode")
@@ -225,7 +191,7 @@ class Decoder:
         for i, obj in enumerate(objects):
             try:
                 slow[i] = self._inspect(obj, strings_as_numbers)
-            except _Problem as problem:
+            except Problem as problem:
                 errors[i] = problem.reason
         records = records if records is not None else [_NO_RECORD] * len(objects)
         return self._finish(records, [], [[] for _ in self._leaves], slow, errors)
@@ -236,7 +202,7 @@ class Decoder:
         objects: list[Any] = [None] * len(records)
         for i, record in enumerate(records):
             if len(record.value) > self.max_bytes:
-                errors[i] = _too_large(len(record.value), self.max_bytes)
+                errors[i] = too_large(len(record.value), self.max_bytes)
                 continue
             try:
                 text = record.value.decode("utf-8")
@@ -261,7 +227,7 @@ class Decoder:
         try:
             obj = self._generic.decode(value)
         except msgspec.ValidationError:
-            obj = _stdlib_json(value)  # a number beyond float range: find out which field
+            obj = stdlib_json(value)  # a number beyond float range: find out which field
         except msgspec.DecodeError as exc:
             errors[i] = Reason("bad_json", str(exc))
             return
@@ -273,15 +239,15 @@ class Decoder:
             return
         try:
             slow[i] = self._inspect(obj, False)
-        except _Problem as problem:
+        except Problem as problem:
             errors[i] = problem.reason
 
     def _inspect(self, obj: Any, text_numbers: bool) -> list[Any]:
         """The leaf values of one parsed event, checked as the fast decoder checks them."""
         if not isinstance(obj, dict):
-            raise _Problem("wrong_type", f"expected a JSON object, got {_json_type(obj)}")
+            raise Problem("wrong_type", f"expected a JSON object, got {json_type(obj)}")
         return [
-            _check(path, kind, _lookup(obj, path, text_numbers), text_numbers)
+            check_value(path, kind, lookup(obj, path, text_numbers), text_numbers)
             for path, kind in self._leaves
         ]
 
@@ -331,7 +297,7 @@ class Decoder:
         missing = [i for i, v in enumerate(column) if v is None] if None in column else []
         for i in missing:
             if fld.default is None:
-                _first(errs, i, Reason("missing_field", name))
+                first_reason(errs, i, Reason("missing_field", name))
             else:
                 column[i] = fld.default
         if not transform.numeric:
@@ -341,15 +307,15 @@ class Decoder:
         ).reshape(len(column))
         infinite = ~np.isfinite(x)
         for i in np.flatnonzero(infinite):
-            _first(errs, i, Reason("non_finite", f"{name}: {x[i]}"))
+            first_reason(errs, i, Reason("non_finite", f"{name}: {x[i]}"))
         x[infinite] = 0.0
         block, bad = transform.apply(x)
         for i in np.flatnonzero(bad):
-            _first(errs, i, Reason("transform", transform.explain(float(x[i]))))
+            first_reason(errs, i, Reason("transform", transform.explain(float(x[i]))))
         # The model squares feature values: keep them far inside float64's range.
         beyond = ~(np.abs(block) <= MAX_MAGNITUDE).all(axis=1)
         for i in np.flatnonzero(beyond & ~bad):
-            _first(errs, i, Reason("out_of_range", f"{name}: {show_number(float(x[i]))} is "
+            first_reason(errs, i, Reason("out_of_range", f"{name}: {show_number(float(x[i]))} is "
                                    f"beyond ±{MAX_MAGNITUDE:g} as a feature"))
         return block
 
@@ -359,17 +325,17 @@ class Decoder:
             return _floats([record.timestamp_ms for record in chosen])
         path = self.config.event_time
         if self.config.event_time_format == "iso8601":
-            return _iso_times(path, column, errs)
+            return iso_times(path, column, errs)
         factor = 1000.0 if self.config.event_time_format == "epoch_s" else 1.0
         given = _floats(column)
         for j in np.flatnonzero(np.isinf(given)):
-            _first(errs, j, Reason("non_finite", f"{path}: {given[j]}"))
+            first_reason(errs, j, Reason("non_finite", f"{path}: {given[j]}"))
         with np.errstate(over="ignore"):  # an epoch_s past 1.8e305 becomes inf
             out = given * factor
         # Alerts print event times: they must name a moment of years 1-9999.
-        outside = ~((out >= _FIRST_MS) & (out <= _LAST_MS)) & ~np.isnan(out)
+        outside = ~((out >= FIRST_MS) & (out <= LAST_MS)) & ~np.isnan(out)
         for j in np.flatnonzero(outside & np.isfinite(given)):
-            _first(errs, j, Reason("out_of_range", f"{path}: {show_number(column[j])} is "
+            first_reason(errs, j, Reason("out_of_range", f"{path}: {show_number(column[j])} is "
                                    "outside the years 1-9999"))
         return out
 
@@ -390,153 +356,6 @@ def _keys(records: Sequence[Record], rows: list[int], column: list[Any] | None) 
         else:
             keys.append(str(value))
     return keys
-
-
-def _fast_decoder(leaves: list[tuple[str, str]]) -> tuple[Any, list[Callable[[Any], Any]]]:
-    """A msgspec decoder of a Struct shaped like the leaves, and a getter per leaf.
-
-    Returns ``(None, [])`` when the leaves cannot be one Struct (a path used with two
-    kinds, or both as a value and as an object): the generic path then does it all.
-    """
-    tree: dict[str, Any] = {}
-    for path, kind in leaves:
-        node, parts = tree, path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                return None, []
-        existing = node.get(parts[-1])
-        if existing is not None and (
-            isinstance(existing, dict) or _FAST_TYPES[existing] != _FAST_TYPES[kind]
-        ):
-            return None, []
-        node[parts[-1]] = kind
-    root, chains = _struct(tree, "Event")
-    getters = [_getter(chains[path]) for path, _ in leaves]
-    return msgspec.json.Decoder(root), getters
-
-
-def _struct(tree: dict[str, Any], name: str) -> tuple[type, dict[str, list[str]]]:
-    """A Struct type for ``tree`` and the attribute chain of each leaf path under it."""
-    fields, rename, chains = [], {}, {}
-    for i, (key, sub) in enumerate(tree.items()):
-        attr = f"f{i}"  # JSON names need not be identifiers
-        rename[attr] = key
-        if isinstance(sub, dict):
-            child, sub_chains = _struct(sub, f"{name}_{i}")
-            chains.update({f"{key}.{path}": [attr, *chain] for path, chain in sub_chains.items()})
-            fields.append((attr, child | None, None))
-        else:
-            chains[key] = [attr]
-            fields.append((attr, _FAST_TYPES[sub], None))
-    return msgspec.defstruct(name, fields, rename=rename), chains
-
-
-def _getter(chain: list[str]) -> Callable[[Any], Any]:
-    if len(chain) == 1:
-        return operator.attrgetter(chain[0])
-
-    def get(obj: Any) -> Any:
-        for attr in chain:
-            if obj is None:
-                return None
-            obj = getattr(obj, attr)
-        return obj
-
-    return get
-
-
-def _lookup(obj: dict, path: str, literal: bool) -> Any:
-    """The value at a dotted path; None if absent. ``literal``: a key 'a.b' wins (CSV)."""
-    if literal and path in obj:
-        return obj[path]
-    node: Any = obj
-    walked = []
-    for part in path.split("."):
-        if node is None:
-            return None
-        if not isinstance(node, dict):
-            raise _Problem(
-                "wrong_type",
-                f"{path}: expected an object at {'.'.join(walked)}, got {_json_type(node)}",
-            )
-        node = node.get(part)
-        walked.append(part)
-    return node
-
-
-def _check(path: str, kind: str, value: Any, text_numbers: bool) -> Any:
-    """A leaf value as the fast decoder gives it, or a _Problem."""
-    if value is None or (text_numbers and value == ""):
-        return None
-    if kind in (_NUMBER, _TIME_NUMBER):
-        return _number(path, value, text_numbers)
-    if kind == _TIME_TEXT:
-        if isinstance(value, str):
-            return value
-        raise _Problem("wrong_type", f"{path}: expected an ISO 8601 string, got {_show(value)}")
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise _Problem("wrong_type", f"{path}: expected a string or an integer, got {_show(value)}")
-
-
-def _number(path: str, value: Any, text_numbers: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Problem("wrong_type", f"{path}: expected a number, got {_show(value)}")
-    if isinstance(value, str):
-        if not text_numbers:
-            raise _Problem("not_a_number", f"{path}: expected a number, got {_show(value)}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise _Problem(
-                "not_a_number", f"{path}: expected a number, got {_show(value)}"
-            ) from None
-    else:
-        try:
-            number = float(value)
-        except OverflowError:
-            raise _Problem("non_finite", f"{path}: {_show(value)} is out of range") from None
-    if not math.isfinite(number):
-        raise _Problem("non_finite", f"{path}: {number}")
-    return number
-
-
-def _stdlib_json(value: bytes) -> Any:
-    """Parse with the standard library, which reads 1e400 as inf (msgspec refuses it)."""
-
-    def refuse(token: str) -> None:
-        raise ValueError(f"{token} is not JSON")
-
-    try:
-        return json.loads(value, parse_constant=refuse)
-    except (ValueError, RecursionError) as exc:
-        return Reason("bad_json", str(exc))
-
-
-def _iso_times(path: str, column: list[Any], errs: list[Reason | None]) -> np.ndarray:
-    out = np.full(len(column), math.nan)
-    for j, text in enumerate(column):
-        if text is None:
-            continue
-        try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            _first(
-                errs,
-                j,
-                Reason("wrong_type", f"{path}: expected an ISO 8601 time, got {_show(text)}"),
-            )
-            continue
-        if moment.tzinfo is None:  # a time without offset is taken as UTC
-            moment = moment.replace(tzinfo=timezone.utc)
-        ms = moment.timestamp() * 1000.0
-        if not _FIRST_MS <= ms <= _LAST_MS:  # e.g. 0001-01-01T00:00+01:00
-            _first(errs, j, Reason("out_of_range", f"{path}: {_show(text)} is outside "
-                                   "the years 1-9999 in UTC"))
-            continue
-        out[j] = ms
-    return out
 
 
 def _merge(
@@ -568,33 +387,6 @@ def _floats(values: list[Any]) -> np.ndarray:
     if None in values:
         values = [math.nan if v is None else v for v in values]
     return np.array(values, dtype=np.float64).reshape(len(values))
-
-
-def _first(errs: list[Reason | None], i: int, reason: Reason) -> None:
-    if errs[i] is None:
-        errs[i] = reason
-
-
-def _too_large(size: int, limit: int) -> Reason:
-    return Reason("too_large", f"{size} bytes > max_message_bytes {limit}")
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return _show(value)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return _json_type(value)
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 __all__ = ["REASONS", "Decoded", "Decoder", "Reason"]
