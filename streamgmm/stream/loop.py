@@ -173,12 +173,6 @@ class ConsumerLoop:
         self._audit = self.committer.audit = audit
 
     @property
-    def _audit_kind(self) -> str | None:
-        if self.audit is None:
-            return None
-        return "scores" if self.audit.scores else "ids"
-
-    @property
     def model_version(self) -> int:
         """The version of the model that scored last."""
         return self.scorer.model_version
@@ -315,7 +309,8 @@ class ConsumerLoop:
         decoded = self.source.decode(self.decoder, records)
         outcome = self.scorer.score(
             records, decoded, bounds, self.offsets, partitioned=self.source.partitioned,
-            audit=self._audit_kind, include_features=self.settings.include_features,
+            audit=None if self.audit is None else "scores" if self.audit.scores else "ids",
+            include_features=self.settings.include_features,
             dead_letters_as_json=self.settings.dead_letters_as_json)
         self.offsets.learn(bounds)
         self._dirty = True
@@ -330,14 +325,11 @@ class ConsumerLoop:
         self._account(batch.records, batch.outcome, ok, batch.seconds)
 
     def _count_failures(self, what: str, n: int) -> None:
-        if what == "send":
-            self.stats.send_failures += n
-            if self.metrics is not None:
-                self.metrics.send_failures.inc(n)
-        else:
-            self.stats.commit_failures += n
-            if self.metrics is not None:
-                self.metrics.commit_failures.inc(n)
+        """Count ``n`` failed sends or commits (``what``: "send" or "commit")."""
+        name = f"{what}_failures"
+        setattr(self.stats, name, getattr(self.stats, name) + n)
+        if self.metrics is not None:
+            getattr(self.metrics, name).inc(n)
 
     def _account(self, records: list[Record], out: Outcome, ok: bool, seconds: float) -> None:
         stats = self.stats
