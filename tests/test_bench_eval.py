@@ -16,6 +16,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 eval_detection = pytest.importorskip("eval_detection")
+references = pytest.importorskip("references")
 
 
 def _stream(rng: np.random.Generator, n: int = 2400) -> np.ndarray:
@@ -68,3 +69,40 @@ def test_shuffle_seed_draws_another_shuffle(shared_data):
     assert "shuffle seed" not in header and ap0 == pytest.approx(0.215, abs=5e-4)
     header, ap1 = naive_ap("--shuffle-seed", "1")
     assert header.endswith("; shuffle seed 1") and abs(ap1 - ap0) > 1e-3
+
+
+def test_loda_reproduces_the_cardio_anchor(shared_data):
+    pytest.importorskip("pysad", reason="pysad is a test extra: pip install -e '.[test]'")
+    data = np.load(shared_data / "6_cardio.npz")
+    X, y = data["X"].astype(float), data["y"]
+    ap = eval_detection.metrics(y, eval_detection.run_loda(X))["ap"]
+    assert ap == pytest.approx(0.635, abs=5e-4)
+
+
+@pytest.mark.parametrize(("method", "make"), [
+    ("rcf", lambda rcf3, d: rcf3.Forest(d, num_trees=50, capacity=256, seed=0)),
+    ("oif", lambda rcf3, d: rcf3.OnlineIForest(d, num_trees=32, window_size=2048, seed=0))])
+def test_rcf3_references_score_before_they_learn(method, make):
+    rcf3 = pytest.importorskip("rcf3", reason="rcf3 is a test extra: pip install -e '.[test]'")
+    X = _stream(np.random.default_rng(5), n=600)
+    X[-1] = [30.0, -30.0, 30.0]
+    scores = eval_detection.REFERENCES[method](X)
+    Z = references.minmax(X).tolist()
+    before, after = make(rcf3, 3), make(rcf3, 3)
+    for z in Z[:-1]:
+        before.update(z)
+        after.update(z)
+    # The far event's score is the one of the model that has not learned it yet,
+    # not update_and_score's (which, for OnlineIForest, learns it first).
+    assert scores[-1] == pytest.approx(before.score(Z[-1]), rel=1e-12)
+    assert scores[-1] > np.quantile(scores[-200:-1], 0.99)
+    if method == "oif":
+        assert after.update_and_score(Z[-1]) != pytest.approx(scores[-1], rel=1e-6)
+
+
+def test_an_unknown_method_is_refused_by_name():
+    import subprocess
+
+    bad = subprocess.run([sys.executable, str(BENCH / "eval_detection.py"), "--methods", "lodaa"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--methods: 'lodaa' is not one of" in bad.stderr

@@ -15,7 +15,8 @@ eval_stress = pytest.importorskip("eval_stress")
 
 # The anomaly share each stream is built with.
 SHARES = {"blobs": 0.01, "heavy-tails": 0.01, "masking": 0.005, "mass-points": 0.01,
-          "rare-mode": 0.005, "over-budget": 0.07, "short-high-dim": 0.05,
+          "rare-mode": 0.005, "over-budget": 0.07, "compact-10": 0.10, "compact-25": 0.25,
+          "scattered-10": 0.10, "scattered-25": 0.25, "short-high-dim": 0.05,
           "abrupt-drift": 0.0125, "gradual-drift": 0.01}
 
 
@@ -30,6 +31,22 @@ def test_each_stream_is_labelled_finite_and_seeded(name):
     np.testing.assert_array_equal(y, y2)
 
 
+@pytest.mark.parametrize(("name", "classes"), [("compact-25", 1), ("scattered-25", 5)])
+def test_the_anomaly_classes_are_compact_or_scattered(name, classes):
+    X, y = eval_stress.STREAMS[name](np.random.default_rng(0))
+    bad = X[y == 1]
+    # Group the anomalies by their nearest of the classes' centres: one compact
+    # class is one tight group; the scattered ones are several, far apart.
+    from sklearn.cluster import KMeans
+
+    km = KMeans(classes, n_init=4, random_state=0).fit(bad)
+    spread = np.sqrt(km.inertia_ / len(bad) / X.shape[1])
+    assert spread < 0.5 * X[y == 0].std(axis=0).mean()
+    if classes > 1:
+        gaps = np.linalg.norm(km.cluster_centers_[:, None] - km.cluster_centers_[None], axis=2)
+        assert gaps[np.triu_indices(classes, 1)].min() > 3 * spread
+
+
 def test_the_script_prints_its_table_and_summary():
     out = subprocess.run(
         [sys.executable, str(BENCH / "eval_stress.py"), "--streams", "short-high-dim"],
@@ -37,6 +54,7 @@ def test_the_script_prints_its_table_and_summary():
     lines = out.splitlines()
     assert any(line.split()[:2] == ["short-high-dim", "stored"] for line in lines)
     assert any(line.startswith("shuffled: mean AP") for line in lines)
+    assert "loda AP" in lines[1] and "(goal <= 2.4%" in lines[-1]
 
 
 def test_a_param_reaches_the_detector_and_is_named_in_the_header():
