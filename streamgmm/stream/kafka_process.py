@@ -31,53 +31,19 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import queue
-import signal
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from streamgmm.stream.kafka_child import serve
+from streamgmm.stream.kafka_pipe import Batch, ChildState
 from streamgmm.stream.protocols import TP, CommitAnswer, Source
-from streamgmm.stream.records import Chunk, Record, records_from_chunks
+from streamgmm.stream.records import Record
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ProcessKafkaSource"]
-
-
-#: How long one slice of the child's poll may block before it looks for
-#: requests: the longest a commit or seek waits when the topic is quiet.
-_SLICE_S = 0.005
-#: Records one slice reads at most: the longest a request waits when records flow.
-_SLICE_RECORDS = 250
-#: How often the child publishes when its broker connections last read.
-_READS_PERIOD_S = 0.2
-
-
-@dataclass(frozen=True)
-class _State:
-    """What the child reports with every reply."""
-
-    assignment: frozenset[TP] = frozenset()
-    lag: dict[TP, int] = field(default_factory=dict)
-    cpu_s: float = 0.0  # the child's processor time so far (benchmarks read it)
-    rejoins: int = 0  # times the consumer rejoined its group (see KafkaSource)
-
-
-@dataclass
-class _Batch:
-    """A poll's answer: the records, a chunk per partition, and the rebalance events before them."""
-
-    chunks: list[Chunk]
-    events: list[tuple[str, list[TP]]]
-    stale: set[TP] = field(default_factory=set)  # sought by the caller after the child read them
-
-    def records(self) -> list[Record]:
-        return records_from_chunks([c for c in self.chunks if (c[0], c[1]) not in self.stale])
 
 
 class StartAborted(Exception):
@@ -137,13 +103,17 @@ class ProcessKafkaSource(Source):
         self._next_id = 0
         self._ahead: int | None = None  # id of the poll request the child will answer next
         self._stash: dict[int, tuple[bool, Any]] = {}  # answers not yet asked for
-        self._state = _State()
-        self._current: _Batch | None = None  # the batch whose callbacks are running
+        self._state = ChildState()
+        self._current: Batch | None = None  # the batch whose callbacks are running
         self._closed = False
         kwargs = dict(
-            bootstrap_servers=bootstrap_servers, group_id=group_id, topics=topics,
-            pattern=pattern, client_options=dict(client_options or {}),
-            max_poll_records=max_poll_records, reachability_window_s=reachability_window_s,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            topics=topics,
+            pattern=pattern,
+            client_options=dict(client_options or {}),
+            max_poll_records=max_poll_records,
+            reachability_window_s=reachability_window_s,
             commit_timeout_s=commit_timeout_s,
         )
         level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
@@ -155,8 +125,10 @@ class ProcessKafkaSource(Source):
         # child even while its main thread waits on a commit in an outage.
         self._last_read = ctx.Value("d", float("-inf"), lock=False)
         self._process = ctx.Process(
-            target=_serve, args=(child_end, kwargs, level, log_format, self._last_read),
-            name="streamgmm-kafka-consumer", daemon=True,
+            target=serve,
+            args=(child_end, kwargs, level, log_format, self._last_read),
+            name="streamgmm-kafka-consumer",
+            daemon=True,
         )
         self._process.start()
         child_end.close()
@@ -182,8 +154,9 @@ class ProcessKafkaSource(Source):
                 return
             except TimeoutError:
                 if remaining <= 0.1:
-                    raise TimeoutError(f"the Kafka consumer process did not answer within "
-                                       f"{timeout_s:.0f}s") from None
+                    raise TimeoutError(
+                        f"the Kafka consumer process did not answer within {timeout_s:.0f}s"
+                    ) from None
 
     # -- reading -------------------------------------------------------------
 
@@ -205,7 +178,7 @@ class ProcessKafkaSource(Source):
     def _ask_poll(self, timeout_s: float) -> int:
         return self._send("poll", timeout_s, self._max_poll_records)
 
-    def _dispatch(self, batch: _Batch) -> None:
+    def _dispatch(self, batch: Batch) -> None:
         """Run the caller's rebalance callbacks, in order, on this thread."""
         for kind, partitions in batch.events:
             hook = self._on_revoke if kind == "revoke" else self._on_assign
@@ -301,9 +274,12 @@ class ProcessKafkaSource(Source):
                 if self._ahead is not None:  # a batch read ahead and never handed over
                     self._wait(self._ahead, timeout_s=max(0.1, deadline - time.monotonic()))
                     self._ahead = None
-                events = self._call("close", max(0.1, deadline - time.monotonic() - 0.5),
-                                    timeout_s=max(0.5, deadline - time.monotonic()))
-                self._dispatch(_Batch((), events))
+                events = self._call(
+                    "close",
+                    max(0.1, deadline - time.monotonic() - 0.5),
+                    timeout_s=max(0.5, deadline - time.monotonic()),
+                )
+                self._dispatch(Batch((), events))
             except (RuntimeError, OSError, TimeoutError) as exc:
                 log.warning("closing the consumer process: %s", exc)
             finally:
@@ -343,7 +319,8 @@ class ProcessKafkaSource(Source):
                 raise self._gone() from exc
             if not ready:  # (TimeoutError is an OSError: raised outside the try)
                 raise TimeoutError(
-                    f"the Kafka consumer process did not answer within {timeout_s:.0f}s")
+                    f"the Kafka consumer process did not answer within {timeout_s:.0f}s"
+                )
             if state is not None:
                 self._state = state
             # A read-ahead batch that comes in while waiting for something
@@ -370,7 +347,8 @@ class ProcessKafkaSource(Source):
     def _gone(self) -> RuntimeError:
         self._process.join(1.0)
         return RuntimeError(
-            f"the Kafka consumer process exited (exit code {self._process.exitcode})")
+            f"the Kafka consumer process exited (exit code {self._process.exitcode})"
+        )
 
 
 class _Answer:
@@ -386,232 +364,3 @@ class _Answer:
     def result(self, timeout_s: float = 120.0) -> bool:
         with self._source._lock:
             return bool(self._source._wait(self._request, timeout_s))
-
-
-# ------------------------------------------------------------------ the child
-
-
-class _Child:
-    """The child's side: a KafkaSource that reads ahead into a buffer of one batch.
-
-    It keeps polling while the daemon works, so kafka-python's fetches stay
-    in flight (they advance only inside ``poll``), and answers a poll request
-    from the buffer at once when it holds records. Answers leave through a
-    sender thread: a batch larger than the pipe's buffer waits there for the
-    daemon to read it, not in the reading loop.
-    """
-
-    def __init__(self, conn: Any, kwargs: dict[str, Any]) -> None:
-        from streamgmm.stream.kafka_io import KafkaSource
-
-        self.conn = conn
-        self.events: list[tuple[str, list[TP]]] = []
-        self.source = KafkaSource(
-            **kwargs,
-            on_assign=lambda tps: self.events.append(("assign", list(tps))),
-            on_revoke=lambda tps: self.events.append(("revoke", list(tps))),
-        )
-        self.capacity = int(kwargs["max_poll_records"])
-        self.polling = False  # reads only once the daemon has asked for a batch
-        # The poll request waiting for an answer: request id, deadline, most records.
-        self.request: tuple[int, float, int] | None = None
-        self.chunks: list[Chunk] = []
-        self.n_gathered = 0
-        self.drained = False  # the last slice found nothing more to read
-        self.error: Exception | None = None  # a reading error, for the next poll request
-        self.commits: deque[tuple[int, CommitAnswer]] = deque()
-        self.outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self.sender = threading.Thread(target=self._send_loop, name="streamgmm-answers",
-                                       daemon=True)
-        self.sender.start()
-
-    def state(self) -> _State:
-        s = self.source
-        return _State(frozenset(s.assignment()), s.lag(), time.process_time(), s.rejoins)
-
-    def reply(self, request: int, ok: bool, value: Any) -> None:
-        self.outbox.put((request, ok, value, self.state()))
-
-    def _send_loop(self) -> None:
-        while (message := self.outbox.get()) is not None:
-            try:
-                self.conn.send(message)
-            except (OSError, ValueError):  # the daemon is gone
-                return
-            except Exception:  # noqa: BLE001 - an answer that cannot be pickled
-                request, _, value, state = message
-                self.conn.send((request, False,
-                                RuntimeError(f"{type(value).__name__}: {value}"), state))
-
-    def run(self) -> None:
-        try:
-            while self.step():
-                pass
-        finally:
-            self.outbox.put(None)
-            self.sender.join(10.0)
-
-    def step(self) -> bool:
-        """Serve a request, or read a slice; False once closed or orphaned."""
-        self.answer_commits()
-        room = self.polling and self.n_gathered < self.capacity and self.error is None
-        if self.conn.poll(0.0 if room else _SLICE_S):
-            try:
-                request, method, args = self.conn.recv()
-            except EOFError:  # the daemon is gone
-                self.source.close(5.0)
-                return False
-            if not self.serve(request, method, args):
-                return False
-        elif room:
-            self.read_slice()
-        self.maybe_answer()
-        return True
-
-    def answer_commits(self) -> None:
-        """Answer the commits whose outcome is known, in the order they were asked."""
-        while self.commits and self.commits[0][1].done():
-            request, answer = self.commits.popleft()
-            self.reply(request, True, answer.result())
-
-    def serve(self, request: int, method: str, args: tuple) -> bool:
-        if method == "poll":
-            timeout_s, max_records = args
-            self.request = (request, time.monotonic() + timeout_s, max_records)
-            self.polling = True
-            return True
-        if method == "commit":
-            # Sent now, answered when the broker has: reading goes on meanwhile.
-            try:
-                self.commits.append((request, self.source.commit_async(*args)))
-            except Exception as exc:  # noqa: BLE001 - the caller raises it
-                self.reply(request, False, exc)
-            return True
-        if method == "close":
-            self.source.close(args[0])
-            self.reply(request, True, self.take_events())
-            return False
-        if method == "next_offset" and (first := self.first_buffered(args[0], args[1])) is not None:
-            # Read ahead, not handed over yet: the daemon's next record is the buffer's first.
-            self.reply(request, True, first)
-            return True
-        try:
-            value = None if method == "start" else getattr(self.source, method)(*args)
-        except Exception as exc:  # noqa: BLE001 - the caller raises it
-            self.reply(request, False, exc)
-            return True
-        if method == "seek":
-            self.drop({(args[0], args[1])})
-        self.reply(request, True, value)
-        return True
-
-    def read_slice(self) -> None:
-        """Read up to one slice into the buffer."""
-        # Block briefly only while the buffer is empty; then take what is buffered.
-        wait = 0.0 if self.n_gathered else _SLICE_S
-        want = min(self.capacity - self.n_gathered, _SLICE_RECORDS)
-        seen = len(self.events)
-        try:
-            got = self.source.poll_columns(wait, max_records=want)
-        except Exception as exc:  # noqa: BLE001 - the next poll request raises it
-            self.error = exc
-            return
-        # A partition revoked during this poll: what was gathered of it before is
-        # stale. Only this poll's revocations count: events wait here until a
-        # batch carries them, and records gathered in an earlier slice after
-        # the partition came back (an eager rebalance revokes and reassigns)
-        # are the new position's; dropping them again lost them for good.
-        revoked = {tp for kind, tps in self.events[seen:] if kind == "revoke" for tp in tps}
-        if revoked:
-            self.drop(revoked)
-        self.chunks.extend(got)
-        n_got = sum(len(chunk[2]) for chunk in got)
-        self.n_gathered += n_got
-        self.drained = n_got == 0
-
-    def maybe_answer(self) -> None:
-        """Answer the waiting poll request when there is a batch (or news, or its time is up)."""
-        if self.request is None:
-            return
-        request, deadline, max_records = self.request
-        if self.error is not None:
-            self.request, error, self.error = None, self.error, None
-            self.chunks, self.n_gathered = [], 0
-            self.reply(request, False, error)
-            return
-        ready = (self.n_gathered >= min(max_records, self.capacity)
-                 or (self.n_gathered and self.drained))
-        if ready or self.events or time.monotonic() >= deadline:
-            batch = _Batch(_merge(self.chunks), self.take_events())
-            self.request, self.chunks, self.n_gathered = None, [], 0
-            self.reply(request, True, batch)
-
-    def first_buffered(self, topic: str, partition: int) -> int | None:
-        """The first offset of a partition in the buffer, if it holds any of it."""
-        for chunk in self.chunks:
-            if chunk[0] == topic and chunk[1] == partition and chunk[2]:
-                return chunk[2][0]
-        return None
-
-    def drop(self, partitions: set[TP]) -> None:
-        """Forget gathered records of partitions sought or revoked meanwhile."""
-        self.chunks = [c for c in self.chunks if (c[0], c[1]) not in partitions]
-        self.n_gathered = sum(len(c[2]) for c in self.chunks)
-
-    def take_events(self) -> list[tuple[str, list[TP]]]:
-        events, self.events = self.events, []
-        return events
-
-
-def _merge(chunks: list[Chunk]) -> list[Chunk]:
-    """One chunk per partition, in (topic, partition) order, offsets in the order read."""
-    by_tp: dict[TP, Chunk] = {}
-    for chunk in chunks:
-        tp = (chunk[0], chunk[1])
-        if tp not in by_tp:
-            by_tp[tp] = (chunk[0], chunk[1], *(list(col) for col in chunk[2:]))
-        else:
-            for mine, more in zip(by_tp[tp][2:], chunk[2:], strict=True):
-                mine.extend(more)
-    return [by_tp[tp] for tp in sorted(by_tp)]
-
-
-def _serve(
-    conn: Any, kwargs: dict[str, Any], log_level: str, log_format: str, last_read: Any
-) -> None:
-    """The child process's main: build the source, then serve until closed."""
-    # The daemon handles stop signals and closes us; Ctrl-C reaches the whole
-    # process group, and the consumer must not go before the daemon commits.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # The reading loop holds the interpreter most of the time; the answering
-    # thread must get it promptly (the daemon sets the same for its loop).
-    sys.setswitchinterval(0.001)
-    from streamgmm.stream.logs import setup_logging
-
-    setup_logging(log_level, log_format)
-    request, _, _ = conn.recv()
-    try:
-        child = _Child(conn, kwargs)
-    except Exception as exc:  # noqa: BLE001 - the daemon raises it (and may retry)
-        try:
-            conn.send((request, False, exc, None))
-        except Exception:  # noqa: BLE001 - an error that cannot be pickled
-            conn.send((request, False, RuntimeError(f"{type(exc).__name__}: {exc}"), None))
-        return
-    threading.Thread(target=_report_reads, args=(child.source, last_read),
-                     name="streamgmm-broker-reads", daemon=True).start()
-    child.reply(request, True, None)
-    child.run()
-
-
-def _report_reads(source: Any, last_read: Any) -> None:
-    """Copy when the consumer's connections last received bytes, five times a second."""
-    while True:
-        try:
-            read = source.last_broker_read()
-        except Exception:  # noqa: BLE001 - connections changing under us: next time
-            read = None
-        if read is not None:
-            last_read.value = read
-        time.sleep(_READS_PERIOD_S)

@@ -289,7 +289,7 @@ def test_a_member_that_rejoins_gets_its_partitions_back_and_goes_on(broker, topi
         poll_until([src], lambda: len(got) >= 8, 30, got)
         committed = {(r.topic, r.partition): r.next_offset for r in got}
         assert src.commit(committed)
-        src._unjoined_since = time.monotonic() - src.rejoin_after_s - 1  # as if stuck
+        src.join_watch.since = time.monotonic() - src.join_watch.rejoin_after_s - 1  # as if stuck
         events.clear()
         more: list[Record] = []
         poll_until([src], lambda: src.rejoins == 1, 10, more)

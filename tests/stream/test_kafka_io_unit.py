@@ -8,11 +8,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from streamgmm.stream import kafka_io
+from streamgmm.stream import kafka_source
+from streamgmm.stream.kafka_group import QueueingListener
 from streamgmm.stream.kafka_io import (
     KafkaSink,
     KafkaSource,
-    _QueueingListener,
     flatten_records,
     make_producer,
     redact_options,
@@ -56,7 +56,7 @@ def test_redact_handles_none():
 
 
 def test_secrets_never_reach_the_log(caplog):
-    caplog.set_level("DEBUG", logger="streamgmm.stream.kafka_io")
+    caplog.set_level("DEBUG", logger="streamgmm.stream.kafka_source")
     with pytest.raises(ValueError):
         # Rejected before connecting, but after logging nothing secret.
         KafkaSource("127.0.0.1:1", "g", topics=["t"],
@@ -133,7 +133,7 @@ def test_listener_only_queues_events_as_plain_tuples():
     from collections import deque
 
     events: deque = deque()
-    listener = _QueueingListener(events)
+    listener = QueueingListener(events)
     listener.on_partitions_assigned({TopicPartition("t", 1), TopicPartition("t", 0)})
     listener.on_partitions_lost({TopicPartition("t", 1)})
     listener.on_partitions_revoked(set())
@@ -157,9 +157,9 @@ def test_the_consumer_process_keeps_records_read_after_a_partition_came_back():
     # was assigned again (in the same poll or a later slice) are the new
     # position's and must reach the daemon (dropping them again lost a
     # batch's share of a partition in a two-member handover).
-    from streamgmm.stream.kafka_process import _Child
+    from streamgmm.stream.kafka_child import ConsumerChild
 
-    child = _Child.__new__(_Child)
+    child = ConsumerChild.__new__(ConsumerChild)
     child.events, child.chunks, child.n_gathered = [], [], 0
     child.capacity, child.error, child.drained = 100, None, False
 
@@ -209,7 +209,7 @@ class StuckConsumer:
 
 
 def _stuck_source(monkeypatch, reachable=True) -> KafkaSource:
-    monkeypatch.setattr(kafka_io, "KafkaConsumer", StuckConsumer)
+    monkeypatch.setattr(kafka_source, "KafkaConsumer", StuckConsumer)
     source = KafkaSource("127.0.0.1:1", "g", topics=["t"], client_options={
         "max_poll_interval_ms": 1000, "session_timeout_ms": 500, "heartbeat_interval_ms": 100})
     monkeypatch.setattr(source, "broker_reachable", lambda: reachable)
@@ -218,11 +218,11 @@ def _stuck_source(monkeypatch, reachable=True) -> KafkaSource:
 
 def test_a_member_whose_rebalance_never_ends_leaves_and_joins_again(monkeypatch, caplog):
     source = _stuck_source(monkeypatch)
-    assert source.rejoin_after_s == 3.0  # twice (max_poll_interval + session timeout)
+    assert source.join_watch.rejoin_after_s == 3.0  # twice (max_poll_interval + session timeout)
     source.poll(0)
     assert source._consumer.calls == ["subscribe"]  # not yet
-    source._unjoined_since -= 3.5
-    with caplog.at_level(logging.WARNING, logger="streamgmm.stream.kafka_io"):
+    source.join_watch.since -= 3.5
+    with caplog.at_level(logging.WARNING, logger="streamgmm.stream.kafka_source"):
         source.poll(0)
     assert source._consumer.calls == ["subscribe", "unsubscribe", "subscribe"]
     assert source.rejoins == 1 and "leaving the group and joining it again" in caplog.text
@@ -234,22 +234,24 @@ def test_a_member_with_an_empty_assignment_or_no_broker_stays(monkeypatch):
     source = _stuck_source(monkeypatch)
     source._consumer.listener.on_partitions_assigned([])  # joined, with nothing
     source.poll(0)
-    assert source._unjoined_since is None
+    assert source.join_watch.since is None
     source.poll(0)
     assert source.rejoins == 0
     # A rebalance that begins, even of nothing, is timed again.
     source._consumer.listener.on_partitions_revoked([])
     source.poll(0)
-    assert source._unjoined_since is not None
+    assert source.join_watch.since is not None
     # An unreachable broker is an outage, which rejoining cannot mend.
     down = _stuck_source(monkeypatch, reachable=False)
-    down._unjoined_since -= 60
+    down.join_watch.since -= 60
     down.poll(0)
     assert down.rejoins == 0 and down._consumer.calls == ["subscribe"]
 
 
 def test_the_consumer_process_reports_its_rejoins_with_every_reply():
-    from streamgmm.stream.kafka_process import ProcessKafkaSource, _Child, _State
+    from streamgmm.stream.kafka_child import ConsumerChild
+    from streamgmm.stream.kafka_pipe import ChildState
+    from streamgmm.stream.kafka_process import ProcessKafkaSource
 
     class Counting:
         rejoins = 2
@@ -260,11 +262,11 @@ def test_the_consumer_process_reports_its_rejoins_with_every_reply():
         def lag(self):
             return {}
 
-    child = _Child.__new__(_Child)  # the reading side, without a broker
+    child = ConsumerChild.__new__(ConsumerChild)  # the reading side, without a broker
     child.source = Counting()
     state = child.state()
     assert state.rejoins == 2
     parent = ProcessKafkaSource.__new__(ProcessKafkaSource)
     parent._state = state
     assert parent.rejoins == 2
-    assert _State().rejoins == 0
+    assert ChildState().rejoins == 0
